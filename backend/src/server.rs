@@ -1,0 +1,64 @@
+//! Puts the services, health checking and server reflection on one tonic server.
+
+use crate::config::Config;
+use crate::services::{types::TypesApi, user::UserApi};
+use crate::store::{SqliteStore, Store};
+use std::future::Future;
+use std::sync::Arc;
+use switchyard_proto::types::v1::types_service_server::TypesServiceServer;
+use switchyard_proto::user::v1::user_service_server::UserServiceServer;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+/// A backend with its store opened, ready to serve.
+pub struct Backend {
+    store: Arc<dyn Store>,
+}
+
+impl Backend {
+    /// Opens the database named by the config (running migrations).
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        let store = SqliteStore::open(&config.database).await?;
+        Ok(Backend { store: Arc::new(store) })
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` resolves, then drains in-flight calls.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<UserServiceServer<UserApi>>().await;
+        health.set_serving::<TypesServiceServer<TypesApi>>().await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        // grpcurl 1.8 and other older clients only speak v1alpha.
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(UserServiceServer::new(UserApi::new(self.store.clone())))
+            .add_service(TypesServiceServer::new(TypesApi))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Opens the store and serves on `listener` until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    Backend::open(config).await?.serve(listener, shutdown).await
+}

@@ -1,0 +1,5 @@
+//! The gRPC service implementations: each validates, calls the store, and returns `ApiError`s
+//! that become statuses in `error.rs`.
+
+pub mod types;
+pub mod user;

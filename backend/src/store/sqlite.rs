@@ -1,0 +1,227 @@
+//! The embedded default store: one SQLite file in WAL mode, `synchronous=FULL` so that a write
+//! the client saw acknowledged survives a crash or power loss.
+
+use super::{NewUser, Store, StoreError, UserPage, UserPatch};
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+use switchyard_proto::user::v1::{CreatedAt, User, UserStatus};
+
+/// SQLite behind a small connection pool (one writer at a time, readers in parallel).
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const USER_COLUMNS: &str = "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status";
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `url` (`sqlite://PATH` or `sqlite::memory:`)
+    /// and applies the migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(e.into()))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The pool, for tests and future stores that share it.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn unique_violation(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists(what()),
+        _ => StoreError::Database(e),
+    }
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
+    let roles: Vec<String> = serde_json::from_str(row.try_get("roles")?)
+        .map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
+    let metadata: HashMap<String, String> = serde_json::from_str(row.try_get("metadata")?)
+        .map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        age: row.try_get("age")?,
+        active: row.try_get("active")?,
+        roles,
+        metadata,
+        created_at: Some(CreatedAt {
+            timestamp: row.try_get("created_at")?,
+            timezone: row.try_get("timezone")?,
+        }),
+        status: row.try_get("status")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = chrono::Utc::now().timestamp();
+        let email = new.email.clone();
+        let row = sqlx::query(&format!(
+            "INSERT INTO users (id, name, email, age, active, roles, metadata, created_at, timezone, status)
+             VALUES (?, ?, ?, ?, 1, '[]', '{{}}', ?, 'UTC', ?) RETURNING {USER_COLUMNS}"
+        ))
+        .bind(&id)
+        .bind(&new.name)
+        .bind(&new.email)
+        .bind(new.age)
+        .bind(now)
+        .bind(UserStatus::Active as i32)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, || format!("a user with email {email:?}")))?;
+        user_from_row(&row)
+    }
+
+    async fn get_user(&self, id: &str) -> Result<User, StoreError> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("user {id:?}")))?;
+        user_from_row(&row)
+    }
+
+    async fn update_user(&self, id: &str, patch: UserPatch) -> Result<User, StoreError> {
+        let email = patch.email.clone();
+        let row = sqlx::query(&format!(
+            "UPDATE users SET name = COALESCE(?, name), email = COALESCE(?, email),
+                              age = COALESCE(?, age)
+             WHERE id = ? RETURNING {USER_COLUMNS}"
+        ))
+        .bind(patch.name)
+        .bind(patch.email)
+        .bind(patch.age)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, || format!("a user with email {:?}", email.unwrap_or_default())))?
+        .ok_or_else(|| StoreError::NotFound(format!("user {id:?}")))?;
+        user_from_row(&row)
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {id:?}")));
+        }
+        Ok(())
+    }
+
+    async fn list_users(&self, after: i64, limit: u32) -> Result<UserPage, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE seq > ? ORDER BY seq LIMIT ?"
+        ))
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() > limit as usize;
+        let page = &rows[..rows.len().min(limit as usize)];
+        let next = match (more, page.last()) {
+            (true, Some(last)) => Some(last.try_get::<i64, _>("seq")?),
+            _ => None,
+        };
+        let users = page.iter().map(user_from_row).collect::<Result<_, _>>()?;
+        Ok(UserPage { users, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        (dir, store)
+    }
+
+    fn new_user(n: u32) -> NewUser {
+        NewUser {
+            name: format!("User {n}"),
+            email: format!("u{n}@example.com"),
+            age: 30,
+        }
+    }
+
+    #[tokio::test]
+    async fn create_get_update_delete() {
+        let (_dir, s) = store().await;
+        let u = s.create_user(new_user(1)).await.unwrap();
+        assert!(u.active);
+        assert_eq!(u.status(), UserStatus::Active);
+        assert_eq!(s.get_user(&u.id).await.unwrap(), u);
+        let patched = s
+            .update_user(&u.id, UserPatch { age: Some(0), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!((patched.age, patched.name.as_str()), (0, "User 1"));
+        s.delete_user(&u.id).await.unwrap();
+        assert!(matches!(s.get_user(&u.id).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(s.delete_user(&u.id).await, Err(StoreError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn emails_are_unique_ignoring_case() {
+        let (_dir, s) = store().await;
+        s.create_user(new_user(1)).await.unwrap();
+        let mut dup = new_user(2);
+        dup.email = "U1@EXAMPLE.com".into();
+        assert!(matches!(s.create_user(dup).await, Err(StoreError::AlreadyExists(_))));
+        let other = s.create_user(new_user(3)).await.unwrap();
+        let taken = UserPatch { email: Some("u1@example.com".into()), ..Default::default() };
+        assert!(matches!(s.update_user(&other.id, taken).await, Err(StoreError::AlreadyExists(_))));
+    }
+
+    #[tokio::test]
+    async fn pages_follow_creation_order_to_the_end() {
+        let (_dir, s) = store().await;
+        for n in 0..5 {
+            s.create_user(new_user(n)).await.unwrap();
+        }
+        let mut after = 0;
+        let mut names = Vec::new();
+        loop {
+            let page = s.list_users(after, 2).await.unwrap();
+            names.extend(page.users.into_iter().map(|u| u.name));
+            match page.next {
+                Some(n) => after = n,
+                None => break,
+            }
+        }
+        assert_eq!(names, (0..5).map(|n| format!("User {n}")).collect::<Vec<_>>());
+    }
+}
