@@ -85,12 +85,18 @@ fn find_protos(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Box
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "src" || n == "target") {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "src" || n == "target")
+            {
                 continue;
             }
             find_protos(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e == "proto") {
-            let rel = path.strip_prefix(root)?.to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)?
+                .to_string_lossy()
+                .replace('\\', "/");
             out.push(rel);
         }
     }
@@ -116,7 +122,10 @@ fn module_tree(packages: &[String]) -> String {
         let pad = "    ".repeat(depth);
         if let Some(p) = &node.package {
             let _ = writeln!(s, "{pad}include!(concat!(env!(\"OUT_DIR\"), \"/{p}.rs\"));");
-            let _ = writeln!(s, "{pad}include!(concat!(env!(\"OUT_DIR\"), \"/{p}.serde.rs\"));");
+            let _ = writeln!(
+                s,
+                "{pad}include!(concat!(env!(\"OUT_DIR\"), \"/{p}.serde.rs\"));"
+            );
         }
         for (name, child) in &node.children {
             let _ = writeln!(s, "{pad}pub mod {name} {{");
@@ -165,7 +174,10 @@ fn canonicalize_serde(code: &str, fds: &prost_types::FileDescriptorSet, package:
         let Some(start) = code.find(&anchor) else {
             continue;
         };
-        let end = start + code[start..].find("struct_ser.end()").expect("struct_ser.end()");
+        let end = start
+            + code[start..]
+                .find("struct_ser.end()")
+                .expect("struct_ser.end()");
         let mut block = code[start..end].to_owned();
         for f in &m.field {
             let rust = rust_field(f.name());
@@ -173,7 +185,10 @@ fn canonicalize_serde(code: &str, fds: &prost_types::FileDescriptorSet, package:
             let real_oneof = f.oneof_index.is_some() && !f.proto3_optional();
             let repeated = f.label() == Label::Repeated;
             let must = |block: &mut String, from: String, to: String| {
-                assert!(block.contains(&from), "pbjson output changed: {full}: {from}");
+                assert!(
+                    block.contains(&from),
+                    "pbjson output changed: {full}: {from}"
+                );
                 *block = block.replace(&from, &to);
             };
             match f.r#type() {
@@ -189,7 +204,9 @@ fn canonicalize_serde(code: &str, fds: &prost_types::FileDescriptorSet, package:
                         must(
                             &mut block,
                             format!("struct_ser.serialize_field(\"{json}\", v)?;"),
-                            format!("struct_ser.serialize_field(\"{json}\", &crate::json::Float(v))?;"),
+                            format!(
+                                "struct_ser.serialize_field(\"{json}\", &crate::json::Float(v))?;"
+                            ),
                         )
                     } else {
                         must(
@@ -231,7 +248,9 @@ fn rust_type(full: &str, packages: &[String]) -> String {
     for (proto, rust) in EXTERN {
         if full == *proto || full.starts_with(&format!("{proto}.")) {
             let rest = &full[proto.len()..];
-            let rust = rust.replace("crate::", "$crate::");
+            let rust = rust
+                .replace("crate::", "$crate::")
+                .replace("::pbjson_types", "$crate::pbjson_types");
             return format!("{rust}{}", rest.replace('.', "::"));
         }
     }
@@ -270,7 +289,11 @@ fn snake(s: &str) -> String {
 
 fn method_table(fds: &prost_types::FileDescriptorSet, packages: &[String]) -> String {
     let mut rows = String::new();
-    for file in fds.file.iter().filter(|f| packages.iter().any(|p| p == f.package())) {
+    for file in fds
+        .file
+        .iter()
+        .filter(|f| packages.iter().any(|p| p == f.package()))
+    {
         for service in &file.service {
             for m in &service.method {
                 let _ = writeln!(

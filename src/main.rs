@@ -1,1 +1,50 @@
-fn main() {}
+//! `switchyard`: run the reference system (default), or one of its parts.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Switchyard: a REST-to-gRPC migration kit",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: switchyard::serve::ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Backend and gateway in one process (the default).
+    Serve(switchyard::serve::ServeArgs),
+    /// The gRPC backend alone.
+    Backend(backend::Config),
+    /// The REST/JSON gateway alone.
+    Gateway(gateway::Config),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        None => switchyard::serve::run(cli.serve).await,
+        Some(Command::Serve(args)) => switchyard::serve::run(args).await,
+        Some(Command::Backend(config)) => {
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            tracing::info!(addr = %listener.local_addr()?, "backend listening");
+            backend::run(listener, &config, backend::shutdown_signal()).await
+        }
+        Some(Command::Gateway(config)) => {
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            tracing::info!(addr = %listener.local_addr()?, backend = %config.backend, "gateway listening");
+            gateway::run(listener, &config, gateway::server::shutdown_signal()).await
+        }
+    }
+}

@@ -20,7 +20,9 @@ impl Backend {
     /// Opens the database named by the config (running migrations).
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let store = SqliteStore::open(&config.database).await?;
-        Ok(Backend { store: Arc::new(store) })
+        Ok(Backend {
+            store: Arc::new(store),
+        })
     }
 
     /// Serves gRPC on `listener` until `shutdown` resolves, then drains in-flight calls.

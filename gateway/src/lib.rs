@@ -1,0 +1,33 @@
+//! Switchyard's gateway: REST/JSON in front of gRPC, driven only by `google.api.http` annotations.
+//!
+//! # Layout
+//! The transcoding runtime, independent of any concrete message type:
+//! - [`template`]: path templates — parse, match, print back;
+//! - [`rules`]: reads `google.api.http` (and additional bindings) from a descriptor pool;
+//! - [`routes`]: the route table — which binding serves a method and path, or 404/405;
+//! - [`bind`]: path variables, query string and body into the request JSON, typed by descriptor;
+//! - [`metadata`]: headers to gRPC metadata and back, `Grpc-Timeout`;
+//! - [`invoke`]: the [`invoke::Invoker`] interface and its typed (compiled-in) implementation;
+//! - [`status`]: gRPC code to HTTP status, and the google.rpc.Status body with details;
+//! - [`error`]: the one error type, turned into a response in one place;
+//! - [`transcode`]: one request from route to response;
+//! - [`server`]: the axum application, listener set-up and graceful shutdown.
+//!
+//! Generated, kept apart: [`glue`] registers a typed invoker for every compiled RPC.
+
+pub mod bind;
+pub mod config;
+pub mod error;
+pub mod glue;
+pub mod invoke;
+pub mod metadata;
+pub mod routes;
+pub mod rules;
+pub mod server;
+pub mod status;
+pub mod template;
+pub mod transcode;
+
+pub use config::Config;
+pub use server::run;
+pub use transcode::Gateway;

@@ -9,6 +9,9 @@
 //!   reflection, the gateway's routes and the OpenAPI generator read;
 //! - [`for_each_method!`]: the table of every RPC with its Rust request and response types.
 
+/// The well-known types the generated code uses (Empty, Duration, wrappers, ...).
+pub use pbjson_types;
+
 pub mod json;
 pub mod wkt;
 
@@ -32,6 +35,12 @@ pub trait JsonMessage:
 }
 
 impl<T> JsonMessage for T where
-    T: prost::Message + Default + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+    T: prost::Message
+        + Default
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static
 {
 }

@@ -198,12 +198,35 @@ mod tests {
     #[test]
     fn timestamp_accepts_offsets_and_rejects_garbage() {
         let t: Timestamp = serde_json::from_str("\"1970-01-01T01:00:00+01:00\"").unwrap();
-        assert_eq!(t, Timestamp { seconds: 0, nanos: 0 });
-        for bad in ["\"yesterday\"", "12", "\"1970-01-01\"", "\"10000-01-01T00:00:00Z\""] {
+        assert_eq!(
+            t,
+            Timestamp {
+                seconds: 0,
+                nanos: 0
+            }
+        );
+        for bad in [
+            "\"yesterday\"",
+            "12",
+            "\"1970-01-01\"",
+            "\"10000-01-01T00:00:00Z\"",
+        ] {
             assert!(serde_json::from_str::<Timestamp>(bad).is_err(), "{bad}");
         }
-        assert!(serde_json::to_value(Timestamp { seconds: 0, nanos: -1 }).is_err());
-        assert!(serde_json::to_value(Timestamp { seconds: i64::MAX, nanos: 0 }).is_err());
+        assert!(
+            serde_json::to_value(Timestamp {
+                seconds: 0,
+                nanos: -1
+            })
+            .is_err()
+        );
+        assert!(
+            serde_json::to_value(Timestamp {
+                seconds: i64::MAX,
+                nanos: 0
+            })
+            .is_err()
+        );
     }
 
     #[test]

@@ -46,15 +46,27 @@ pub fn valid_email(email: &str) -> bool {
 
 fn check_name(v: &mut Validator, name: &str) {
     v.check(!name.trim().is_empty(), "name", "must not be empty");
-    v.check(name.chars().count() <= 200, "name", "must be at most 200 characters");
+    v.check(
+        name.chars().count() <= 200,
+        "name",
+        "must be at most 200 characters",
+    );
 }
 
 fn check_email(v: &mut Validator, email: &str) {
-    v.check(valid_email(email), "email", format!("{email:?} is not a valid email address"));
+    v.check(
+        valid_email(email),
+        "email",
+        format!("{email:?} is not a valid email address"),
+    );
 }
 
 fn check_age(v: &mut Validator, age: i32) {
-    v.check((0..=150).contains(&age), "age", format!("{age} is outside 0..=150"));
+    v.check(
+        (0..=150).contains(&age),
+        "age",
+        format!("{age} is outside 0..=150"),
+    );
 }
 
 const PAGE_TOKEN_PREFIX: &str = "users:";
@@ -83,7 +95,9 @@ impl UserService for UserApi {
         Validator::default()
             .check(!id.is_empty(), "user_id", "must not be empty")
             .finish()?;
-        Ok(Response::new(self.store.get_user(&id).await.map_err(ApiError::from)?))
+        Ok(Response::new(
+            self.store.get_user(&id).await.map_err(ApiError::from)?,
+        ))
     }
 
     async fn create_user(&self, req: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
@@ -95,7 +109,11 @@ impl UserService for UserApi {
         v.finish()?;
         let user = self
             .store
-            .create_user(NewUser { name: r.name.trim().to_owned(), email: r.email, age: r.age })
+            .create_user(NewUser {
+                name: r.name.trim().to_owned(),
+                email: r.email,
+                age: r.age,
+            })
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(user))
@@ -114,7 +132,11 @@ impl UserService for UserApi {
                         "email" => patch.email = Some(r.email.clone()),
                         "age" => patch.age = Some(r.age),
                         other => {
-                            v.check(false, "update_mask", format!("unknown or immutable field {other:?}"));
+                            v.check(
+                                false,
+                                "update_mask",
+                                format!("unknown or immutable field {other:?}"),
+                            );
                         }
                     }
                 }
@@ -137,7 +159,11 @@ impl UserService for UserApi {
         }
         v.finish()?;
         patch.name = patch.name.map(|n| n.trim().to_owned());
-        let user = self.store.update_user(&r.user_id, patch).await.map_err(ApiError::from)?;
+        let user = self
+            .store
+            .update_user(&r.user_id, patch)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(user))
     }
 
@@ -159,14 +185,22 @@ impl UserService for UserApi {
     ) -> Result<Response<ListUsersResponse>, Status> {
         let r = req.into_inner();
         Validator::default()
-            .check(r.page_size >= 0, "page_size", format!("{} is negative", r.page_size))
+            .check(
+                r.page_size >= 0,
+                "page_size",
+                format!("{} is negative", r.page_size),
+            )
             .finish()?;
         let size = match r.page_size as u32 {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         };
         let after = decode_page_token(&r.page_token)?;
-        let page = self.store.list_users(after, size).await.map_err(ApiError::from)?;
+        let page = self
+            .store
+            .list_users(after, size)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(ListUsersResponse {
             users: page.users,
             next_page_token: page.next.map(encode_page_token).unwrap_or_default(),
@@ -183,7 +217,9 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@example.com", "x@sub.domain.org"] {
             assert!(valid_email(good), "{good}");
         }
-        for bad in ["", "a", "@b.co", "a@", "a@b", "a@@b.co", "a b@c.de", "a@.b", "a@b.", "a@b..c"] {
+        for bad in [
+            "", "a", "@b.co", "a@", "a@b", "a@@b.co", "a b@c.de", "a@.b", "a@b.", "a@b..c",
+        ] {
             assert!(!valid_email(bad), "{bad}");
         }
     }
@@ -192,7 +228,12 @@ mod tests {
     fn page_tokens_round_trip_and_reject_garbage() {
         assert_eq!(decode_page_token("").unwrap(), 0);
         assert_eq!(decode_page_token(&encode_page_token(42)).unwrap(), 42);
-        for bad in ["x", "!!!", &URL_SAFE_NO_PAD.encode("users:-1"), &URL_SAFE_NO_PAD.encode("nope:1")] {
+        for bad in [
+            "x",
+            "!!!",
+            &URL_SAFE_NO_PAD.encode("users:-1"),
+            &URL_SAFE_NO_PAD.encode("nope:1"),
+        ] {
             assert!(decode_page_token(bad).is_err(), "{bad}");
         }
     }

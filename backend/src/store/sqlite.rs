@@ -3,7 +3,9 @@
 
 use super::{NewUser, Store, StoreError, UserPage, UserPatch};
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -16,7 +18,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-const USER_COLUMNS: &str = "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status";
+const USER_COLUMNS: &str =
+    "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status";
 
 impl SqliteStore {
     /// Opens (creating when missing) the database at `url` (`sqlite://PATH` or `sqlite::memory:`)
@@ -123,7 +126,11 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| unique_violation(e, || format!("a user with email {:?}", email.unwrap_or_default())))?
+        .map_err(|e| {
+            unique_violation(e, || {
+                format!("a user with email {:?}", email.unwrap_or_default())
+            })
+        })?
         .ok_or_else(|| StoreError::NotFound(format!("user {id:?}")))?;
         user_from_row(&row)
     }
@@ -185,13 +192,25 @@ mod tests {
         assert_eq!(u.status(), UserStatus::Active);
         assert_eq!(s.get_user(&u.id).await.unwrap(), u);
         let patched = s
-            .update_user(&u.id, UserPatch { age: Some(0), ..Default::default() })
+            .update_user(
+                &u.id,
+                UserPatch {
+                    age: Some(0),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!((patched.age, patched.name.as_str()), (0, "User 1"));
         s.delete_user(&u.id).await.unwrap();
-        assert!(matches!(s.get_user(&u.id).await, Err(StoreError::NotFound(_))));
-        assert!(matches!(s.delete_user(&u.id).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.get_user(&u.id).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.delete_user(&u.id).await,
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
@@ -200,10 +219,19 @@ mod tests {
         s.create_user(new_user(1)).await.unwrap();
         let mut dup = new_user(2);
         dup.email = "U1@EXAMPLE.com".into();
-        assert!(matches!(s.create_user(dup).await, Err(StoreError::AlreadyExists(_))));
+        assert!(matches!(
+            s.create_user(dup).await,
+            Err(StoreError::AlreadyExists(_))
+        ));
         let other = s.create_user(new_user(3)).await.unwrap();
-        let taken = UserPatch { email: Some("u1@example.com".into()), ..Default::default() };
-        assert!(matches!(s.update_user(&other.id, taken).await, Err(StoreError::AlreadyExists(_))));
+        let taken = UserPatch {
+            email: Some("u1@example.com".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.update_user(&other.id, taken).await,
+            Err(StoreError::AlreadyExists(_))
+        ));
     }
 
     #[tokio::test]
@@ -222,6 +250,9 @@ mod tests {
                 None => break,
             }
         }
-        assert_eq!(names, (0..5).map(|n| format!("User {n}")).collect::<Vec<_>>());
+        assert_eq!(
+            names,
+            (0..5).map(|n| format!("User {n}")).collect::<Vec<_>>()
+        );
     }
 }

@@ -1,0 +1,214 @@
+//! HTTP headers to gRPC metadata and back (design.md, "Metadata"), and `Grpc-Timeout`.
+
+use crate::error::GatewayError;
+use base64::Engine as _;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::time::Duration;
+use tonic::metadata::{
+    AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, KeyAndValueRef,
+    MetadataMap,
+};
+
+/// The prefix that carries arbitrary metadata in HTTP headers, both ways.
+pub const METADATA_PREFIX: &str = "grpc-metadata-";
+/// The header whose value is echoed on the response and sent to the backend.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Connection-specific headers: meaningful for one hop only, and forbidden in HTTP/2.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "host"
+            | "content-length"
+            | "content-type"
+    ) || name.starts_with("grpc-")
+        || name.starts_with(':')
+}
+
+fn bad(msg: String) -> GatewayError {
+    GatewayError::BadRequest(msg)
+}
+
+/// The request id the client sent, or a new UUID.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a UUID is a valid header")
+        })
+}
+
+/// Builds the call's metadata: `Authorization`, the request id, and every `Grpc-Metadata-<name>`
+/// header as `<name>` (`-bin` names carry base64 and become binary metadata).
+pub fn request_metadata(
+    headers: &HeaderMap,
+    request_id: &HeaderValue,
+) -> Result<MetadataMap, GatewayError> {
+    let mut md = MetadataMap::new();
+    if let Some(auth) = headers.get(http::header::AUTHORIZATION) {
+        let v = AsciiMetadataValue::try_from(auth.as_bytes())
+            .map_err(|_| bad("the Authorization header is not valid ASCII".into()))?;
+        md.insert("authorization", v);
+    }
+    if let Ok(v) = AsciiMetadataValue::try_from(request_id.as_bytes()) {
+        md.insert(REQUEST_ID, v);
+    }
+    for (name, value) in headers {
+        let Some(key) = name.as_str().strip_prefix(METADATA_PREFIX) else {
+            continue;
+        };
+        if key.is_empty() || hop_by_hop(key) {
+            continue;
+        }
+        if key.ends_with("-bin") {
+            let k = BinaryMetadataKey::from_bytes(key.as_bytes())
+                .map_err(|_| bad(format!("invalid metadata name {key:?}")))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(value.as_bytes())
+                .or_else(|_| {
+                    base64::engine::general_purpose::STANDARD_NO_PAD.decode(value.as_bytes())
+                })
+                .map_err(|_| bad(format!("metadata {key:?} is not base64")))?;
+            md.append_bin(k, BinaryMetadataValue::from_bytes(&bytes));
+        } else {
+            let k = AsciiMetadataKey::from_bytes(key.as_bytes())
+                .map_err(|_| bad(format!("invalid metadata name {key:?}")))?;
+            let v = AsciiMetadataValue::try_from(value.as_bytes())
+                .map_err(|_| bad(format!("metadata {key:?} is not valid ASCII")))?;
+            md.append(k, v);
+        }
+    }
+    Ok(md)
+}
+
+/// Copies response metadata into `Grpc-Metadata-<name>` headers, leaving out transport headers.
+pub fn response_headers(md: &MetadataMap, out: &mut HeaderMap) {
+    for kv in md.iter() {
+        let (key, encoded) = match kv {
+            KeyAndValueRef::Ascii(k, v) => (k.as_str(), v.as_encoded_bytes()),
+            KeyAndValueRef::Binary(k, v) => (k.as_str(), v.as_encoded_bytes()),
+        };
+        if hop_by_hop(key) || key == "date" || key == REQUEST_ID {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(format!("{METADATA_PREFIX}{key}").as_bytes()),
+            HeaderValue::from_bytes(encoded),
+        ) {
+            out.append(name, value);
+        }
+    }
+}
+
+/// Parses a `Grpc-Timeout` value: at most 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    if text.len() < 2 || text.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The deadline of a call: the client's `Grpc-Timeout`, else `default`. A malformed header is
+/// the client's error.
+pub fn deadline(
+    headers: &HeaderMap,
+    default: Option<Duration>,
+) -> Result<Option<Duration>, GatewayError> {
+    match headers.get("grpc-timeout") {
+        None => Ok(default),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(parse_grpc_timeout)
+            .map(Some)
+            .ok_or_else(|| {
+                bad(format!(
+                    "invalid Grpc-Timeout {v:?}: expected e.g. 500m or 2S"
+                ))
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_grpc_timeout("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "S", "1", "1s", "123456789S", "-1S", "1.5S", " 1S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn forwards_only_what_design_md_lists() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer t".parse().unwrap());
+        h.insert("grpc-metadata-tenant", "acme".parse().unwrap());
+        h.insert("grpc-metadata-trace-bin", "AQI=".parse().unwrap());
+        h.insert("grpc-metadata-connection", "close".parse().unwrap());
+        h.insert("cookie", "secret".parse().unwrap());
+        let id = request_id(&h);
+        let md = request_metadata(&h, &id).unwrap();
+        assert_eq!(md.get("authorization").unwrap(), "Bearer t");
+        assert_eq!(md.get("tenant").unwrap(), "acme");
+        assert_eq!(
+            md.get_bin("trace-bin")
+                .unwrap()
+                .to_bytes()
+                .unwrap()
+                .as_ref(),
+            &[1, 2]
+        );
+        assert!(md.get("connection").is_none());
+        assert!(md.get("cookie").is_none());
+        assert_eq!(md.get(REQUEST_ID).unwrap().as_bytes(), id.as_bytes());
+        assert_eq!(id.len(), 36);
+        h.insert("grpc-metadata-x-bin", "!!".parse().unwrap());
+        assert!(request_metadata(&h, &id).is_err());
+    }
+
+    #[test]
+    fn response_metadata_becomes_prefixed_headers() {
+        let mut md = MetadataMap::new();
+        md.insert("content-type", "application/grpc".parse().unwrap());
+        md.insert("grpc-status", "0".parse().unwrap());
+        md.insert("x-served-by", "b1".parse().unwrap());
+        let mut out = HeaderMap::new();
+        response_headers(&md, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out.get("grpc-metadata-x-served-by").unwrap(), "b1");
+    }
+}

@@ -1,0 +1,123 @@
+//! The route table: finds the binding for a request's method and path, or says why none fits
+//! (404, or 405 with the methods that would).
+
+use crate::error::GatewayError;
+use crate::rules::Binding;
+use crate::template::{Captures, RequestPath};
+use http::Method;
+use std::sync::Arc;
+
+/// All bindings, matched in order of specificity.
+#[derive(Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<Binding>>,
+}
+
+impl RouteTable {
+    /// Builds the table; the most specific templates are tried first, so a literal or a custom
+    /// verb wins over a variable that would also match.
+    pub fn new(bindings: impl IntoIterator<Item = Binding>) -> Self {
+        let mut routes: Vec<Arc<Binding>> = bindings.into_iter().map(Arc::new).collect();
+        routes.sort_by(|a, b| b.template.specificity().cmp(&a.template.specificity()));
+        RouteTable { routes }
+    }
+
+    /// Every binding.
+    pub fn bindings(&self) -> impl Iterator<Item = &Arc<Binding>> {
+        self.routes.iter()
+    }
+
+    /// The binding and decoded path variables for a request. HEAD falls back to GET routes.
+    pub fn find(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Result<(Arc<Binding>, Captures), GatewayError> {
+        let no_route = || GatewayError::NoRoute {
+            method: method.clone(),
+            path: path.to_owned(),
+        };
+        let request = RequestPath::new(path).ok_or_else(no_route)?;
+        let mut allow: Vec<Method> = Vec::new();
+        let mut fallback = None;
+        let mut bad_path = None;
+        for route in &self.routes {
+            let same = route.http_method == *method;
+            let head_as_get = *method == Method::HEAD && route.http_method == Method::GET;
+            if !same && !head_as_get && allow.contains(&route.http_method) {
+                continue;
+            }
+            match route.template.matches(&request) {
+                Ok(Some(captures)) if same => return Ok((route.clone(), captures)),
+                Ok(Some(captures)) if head_as_get => {
+                    fallback.get_or_insert((route.clone(), captures));
+                }
+                Ok(Some(_)) => allow.push(route.http_method.clone()),
+                Ok(None) => {}
+                Err(e) if same || head_as_get => {
+                    bad_path.get_or_insert(e);
+                }
+                Err(_) => allow.push(route.http_method.clone()),
+            }
+        }
+        if let Some(found) = fallback {
+            return Ok(found);
+        }
+        if let Some(e) = bad_path {
+            return Err(GatewayError::BadRequest(e.to_string()));
+        }
+        if !allow.is_empty() {
+            allow.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            return Err(GatewayError::MethodNotAllowed {
+                method: method.clone(),
+                path: path.to_owned(),
+                allow,
+            });
+        }
+        Err(no_route())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::load_bindings;
+    use prost_reflect::DescriptorPool;
+
+    fn table() -> RouteTable {
+        let pool = DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET).unwrap();
+        RouteTable::new(load_bindings(&pool).unwrap())
+    }
+
+    #[test]
+    fn finds_the_binding_or_says_why_not() {
+        let t = table();
+        let (b, c) = t.find(&Method::GET, "/api/v1/users/abc").unwrap();
+        assert_eq!(b.full_method(), "user.v1.UserService.GetUser");
+        assert_eq!(c[0].1, "abc");
+        let (b, _) = t.find(&Method::GET, "/api/v1/users").unwrap();
+        assert_eq!(b.full_method(), "user.v1.UserService.ListUsers");
+        let (b, _) = t.find(&Method::HEAD, "/api/v1/users").unwrap();
+        assert_eq!(b.full_method(), "user.v1.UserService.ListUsers");
+        let (b, _) = t.find(&Method::POST, "/api/v1/types/scalars:echo").unwrap();
+        assert_eq!(b.full_method(), "types.v1.TypesService.EchoScalars");
+        match t.find(&Method::PUT, "/api/v1/users/abc") {
+            Err(GatewayError::MethodNotAllowed { allow, .. }) => {
+                assert_eq!(allow, vec![Method::DELETE, Method::GET, Method::PATCH]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            t.find(&Method::GET, "/nope"),
+            Err(GatewayError::NoRoute { .. })
+        ));
+        assert!(matches!(
+            t.find(&Method::GET, "nope"),
+            Err(GatewayError::NoRoute { .. })
+        ));
+        assert!(matches!(
+            t.find(&Method::GET, "/api/v1/users/%ZZ"),
+            Err(GatewayError::BadRequest(_))
+        ));
+    }
+}

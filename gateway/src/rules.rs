@@ -1,0 +1,278 @@
+//! Reads the `google.api.http` annotations of every method in a descriptor pool into checked
+//! [`Binding`]s: the only source of routes.
+
+use crate::template::{PathTemplate, TemplateError};
+use http::Method;
+use prost::Message as _;
+use prost_reflect::{Cardinality, DescriptorPool, FieldDescriptor, Kind, MethodDescriptor};
+
+/// `google.api.HttpRule`, decoded from the method option (field numbers from google/api/http.proto).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HttpRule {
+    #[prost(string, tag = "1")]
+    pub selector: String,
+    #[prost(oneof = "Pattern", tags = "2, 3, 4, 5, 6, 8")]
+    pub pattern: Option<Pattern>,
+    #[prost(string, tag = "7")]
+    pub body: String,
+    #[prost(string, tag = "12")]
+    pub response_body: String,
+    #[prost(message, repeated, tag = "11")]
+    pub additional_bindings: Vec<HttpRule>,
+}
+
+/// The HTTP method and path template of a rule.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Pattern {
+    #[prost(string, tag = "2")]
+    Get(String),
+    #[prost(string, tag = "3")]
+    Put(String),
+    #[prost(string, tag = "4")]
+    Post(String),
+    #[prost(string, tag = "5")]
+    Delete(String),
+    #[prost(string, tag = "6")]
+    Patch(String),
+    #[prost(message, tag = "8")]
+    Custom(CustomPattern),
+}
+
+/// `google.api.CustomHttpPattern`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CustomPattern {
+    #[prost(string, tag = "1")]
+    pub kind: String,
+    #[prost(string, tag = "2")]
+    pub path: String,
+}
+
+/// Which part of the request message the HTTP body fills.
+#[derive(Debug, Clone)]
+pub enum BodySpec {
+    /// No body: path and query fill the message.
+    None,
+    /// `body: "*"`: every field not bound by the path.
+    Whole,
+    /// `body: "field"`: that top-level field; the query fills the rest.
+    Field(FieldDescriptor),
+}
+
+/// The streaming kind of a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    Unary,
+    ServerStreaming,
+    ClientStreaming,
+    Bidi,
+}
+
+impl CallKind {
+    fn of(m: &MethodDescriptor) -> Self {
+        match (m.is_client_streaming(), m.is_server_streaming()) {
+            (false, false) => CallKind::Unary,
+            (false, true) => CallKind::ServerStreaming,
+            (true, false) => CallKind::ClientStreaming,
+            (true, true) => CallKind::Bidi,
+        }
+    }
+}
+
+/// One HTTP route of one RPC.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// The RPC this route calls.
+    pub method: MethodDescriptor,
+    /// Its streaming kind.
+    pub kind: CallKind,
+    /// The HTTP method.
+    pub http_method: Method,
+    /// The parsed path template.
+    pub template: PathTemplate,
+    /// What the body fills.
+    pub body: BodySpec,
+    /// The response field that becomes the HTTP body, if not the whole message.
+    pub response_body: Option<FieldDescriptor>,
+    /// The request fields bound by path variables, outermost first, in template order.
+    pub path_fields: Vec<Vec<FieldDescriptor>>,
+}
+
+impl Binding {
+    /// `package.Service.Method`.
+    pub fn full_method(&self) -> &str {
+        self.method.full_name()
+    }
+}
+
+/// Why the annotations cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("{method}: {source}")]
+    Template {
+        method: String,
+        source: TemplateError,
+    },
+    #[error("{method}: {message}")]
+    Invalid { method: String, message: String },
+}
+
+/// Every binding of every annotated method in `pool`, additional bindings included.
+pub fn load_bindings(pool: &DescriptorPool) -> Result<Vec<Binding>, RuleError> {
+    let Some(ext) = pool.get_extension_by_name("google.api.http") else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for service in pool.services() {
+        for method in service.methods() {
+            let options = method.options();
+            if !options.has_extension(&ext) {
+                continue;
+            }
+            let value = options.get_extension(&ext);
+            let Some(msg) = value.as_message() else {
+                continue;
+            };
+            let rule = HttpRule::decode(msg.encode_to_vec().as_slice()).map_err(|e| {
+                RuleError::Invalid {
+                    method: method.full_name().to_owned(),
+                    message: format!("undecodable google.api.http: {e}"),
+                }
+            })?;
+            out.push(binding(&method, &rule)?);
+            for extra in &rule.additional_bindings {
+                if !extra.additional_bindings.is_empty() {
+                    return Err(invalid(&method, "additional_bindings must not nest"));
+                }
+                out.push(binding(&method, extra)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn invalid(method: &MethodDescriptor, message: impl Into<String>) -> RuleError {
+    RuleError::Invalid {
+        method: method.full_name().to_owned(),
+        message: message.into(),
+    }
+}
+
+fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleError> {
+    let (http_method, path) = match &rule.pattern {
+        Some(Pattern::Get(p)) => (Method::GET, p.as_str()),
+        Some(Pattern::Put(p)) => (Method::PUT, p.as_str()),
+        Some(Pattern::Post(p)) => (Method::POST, p.as_str()),
+        Some(Pattern::Delete(p)) => (Method::DELETE, p.as_str()),
+        Some(Pattern::Patch(p)) => (Method::PATCH, p.as_str()),
+        Some(Pattern::Custom(c)) => (
+            Method::from_bytes(c.kind.as_bytes())
+                .map_err(|_| invalid(method, format!("bad custom method {:?}", c.kind)))?,
+            c.path.as_str(),
+        ),
+        None => return Err(invalid(method, "google.api.http has no pattern")),
+    };
+    let template = PathTemplate::parse(path).map_err(|source| RuleError::Template {
+        method: method.full_name().to_owned(),
+        source,
+    })?;
+    let input = method.input();
+    let mut path_fields = Vec::new();
+    for var in &template.variables {
+        let mut msg = input.clone();
+        let mut chain = Vec::new();
+        for (i, name) in var.field_path.iter().enumerate() {
+            let field = msg.get_field_by_name(name).ok_or_else(|| {
+                invalid(
+                    method,
+                    format!("path variable {:?}: no field {name:?}", var.field()),
+                )
+            })?;
+            let last = i + 1 == var.field_path.len();
+            if field.cardinality() == Cardinality::Repeated {
+                return Err(invalid(
+                    method,
+                    format!("path variable {:?} is repeated", var.field()),
+                ));
+            }
+            match field.kind() {
+                Kind::Message(m) if !last => msg = m,
+                Kind::Message(m) if !crate::bind::is_scalar_wrapper(&m) => {
+                    return Err(invalid(
+                        method,
+                        format!("path variable {:?} is a message", var.field()),
+                    ));
+                }
+                _ if !last => {
+                    return Err(invalid(
+                        method,
+                        format!("path variable {:?}: {name:?} is not a message", var.field()),
+                    ));
+                }
+                _ => {}
+            }
+            chain.push(field);
+        }
+        path_fields.push(chain);
+    }
+    let body = match rule.body.as_str() {
+        "" => BodySpec::None,
+        "*" => BodySpec::Whole,
+        name => BodySpec::Field(
+            input
+                .get_field_by_name(name)
+                .ok_or_else(|| invalid(method, format!("body field {name:?} does not exist")))?,
+        ),
+    };
+    if matches!(body, BodySpec::None) && (method.is_client_streaming()) {
+        return Err(invalid(method, "a client-streaming method needs a body"));
+    }
+    let response_body = match rule.response_body.as_str() {
+        "" => None,
+        name => Some(method.output().get_field_by_name(name).ok_or_else(|| {
+            invalid(
+                method,
+                format!("response_body field {name:?} does not exist"),
+            )
+        })?),
+    };
+    Ok(Binding {
+        method: method.clone(),
+        kind: CallKind::of(method),
+        http_method,
+        template,
+        body,
+        response_body,
+        path_fields,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_annotation_of_the_reference_protos() {
+        let pool = DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let bindings = load_bindings(&pool).unwrap();
+        let find = |m: &str, t: &str| {
+            bindings
+                .iter()
+                .find(|b| b.http_method.as_str() == m && b.template.to_string() == t)
+                .unwrap_or_else(|| panic!("no {m} {t}"))
+        };
+        let get = find("GET", "/api/v1/users/{user_id}");
+        assert_eq!(get.full_method(), "user.v1.UserService.GetUser");
+        assert!(matches!(get.body, BodySpec::None));
+        assert_eq!(get.path_fields[0][0].name(), "user_id");
+        assert!(matches!(
+            find("PATCH", "/api/v1/users/{user_id}").body,
+            BodySpec::Whole
+        ));
+        let put = find("PUT", "/api/v1/types/responses/user");
+        assert!(matches!(&put.body, BodySpec::Field(f) if f.name() == "user"));
+        assert_eq!(put.response_body.as_ref().unwrap().name(), "user");
+        find("GET", "/api/v1/types/events/{id}");
+        find("POST", "/api/v1/types/scalars:echo");
+        assert_eq!(find("GET", "/api/v1/users").kind, CallKind::Unary);
+    }
+}

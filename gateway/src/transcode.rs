@@ -1,0 +1,230 @@
+//! The request path of the gateway: route, bind, call, answer — one function per step, and one
+//! place ([`Gateway::handle`]) where any error becomes a Status response.
+
+use crate::bind::build_request;
+use crate::error::GatewayError;
+use crate::invoke::{CallMeta, InvokeError, Invoker, Registry};
+use crate::metadata::{REQUEST_ID, deadline, request_id, request_metadata, response_headers};
+use crate::routes::RouteTable;
+use crate::rules::{Binding, CallKind, RuleError, load_bindings};
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use prost_reflect::DescriptorPool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// Everything a request needs, shared by all connections.
+pub struct Gateway {
+    /// The annotated routes.
+    routes: RouteTable,
+    /// How to call each method.
+    registry: Registry,
+    /// The backend connection (HTTP/2, multiplexed, reconnecting).
+    channel: Channel,
+    /// Descriptors: request typing, and rendering error details.
+    pool: DescriptorPool,
+    /// Deadline of unary calls without a Grpc-Timeout header.
+    unary_timeout: Option<Duration>,
+    /// Largest unary request body.
+    max_body_size: usize,
+}
+
+/// Why a gateway cannot be built from its descriptors and invokers.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    #[error("no invoker for annotated method {0}")]
+    NoInvoker(String),
+}
+
+impl Gateway {
+    /// Routes every annotated method of `pool`; each must have an invoker in `registry`.
+    pub fn new(
+        pool: DescriptorPool,
+        registry: Registry,
+        channel: Channel,
+        unary_timeout: Option<Duration>,
+        max_body_size: usize,
+    ) -> Result<Self, SetupError> {
+        let bindings = load_bindings(&pool)?;
+        if let Some(b) = bindings
+            .iter()
+            .find(|b| registry.get(b.full_method()).is_none())
+        {
+            return Err(SetupError::NoInvoker(b.full_method().to_owned()));
+        }
+        Ok(Gateway {
+            routes: RouteTable::new(bindings),
+            registry,
+            channel,
+            pool,
+            unary_timeout,
+            max_body_size,
+        })
+    }
+
+    /// The route table, for listings (the OpenAPI document, the startup banner).
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// Answers one HTTP request. Never fails: errors become google.rpc.Status responses here.
+    pub async fn handle(self: Arc<Self>, req: Request<Body>) -> Response {
+        let rid = request_id(req.headers());
+        let mut resp = match self.transcode(req, &rid).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(error = %e, request_id = ?rid, "request failed");
+                e.to_response(&self.pool)
+            }
+        };
+        resp.headers_mut().insert(REQUEST_ID, rid);
+        resp
+    }
+
+    async fn transcode(
+        &self,
+        req: Request<Body>,
+        rid: &HeaderValue,
+    ) -> Result<Response, GatewayError> {
+        let (parts, body) = req.into_parts();
+        let (binding, captures) = self.routes.find(&parts.method, parts.uri.path())?;
+        let invoker = self
+            .registry
+            .get(binding.full_method())
+            .expect("every binding has an invoker (checked in Gateway::new)");
+        match binding.kind {
+            CallKind::Unary => {
+                let body = match binding.body {
+                    crate::rules::BodySpec::None => None,
+                    _ => read_json_body(&parts.headers, body, self.max_body_size).await?,
+                };
+                let request = build_request(&binding, captures, parts.uri.query(), body)?;
+                self.unary(&binding, invoker, &parts, rid, request).await
+            }
+            _ => Err(GatewayError::Grpc(tonic::Status::unimplemented(format!(
+                "{} is a streaming method; streaming over HTTP is not served yet",
+                binding.full_method()
+            )))),
+        }
+    }
+
+    async fn unary(
+        &self,
+        binding: &Binding,
+        invoker: Arc<dyn Invoker>,
+        parts: &Parts,
+        rid: &HeaderValue,
+        request: serde_json::Value,
+    ) -> Result<Response, GatewayError> {
+        let timeout = deadline(&parts.headers, self.unary_timeout)?;
+        let meta = CallMeta {
+            metadata: request_metadata(&parts.headers, rid)?,
+            timeout,
+        };
+        let field = binding
+            .response_body
+            .as_ref()
+            .map(|f| f.json_name().to_owned());
+        let started = Instant::now();
+        let call = invoker.unary(self.channel.clone(), meta, request, field);
+        let result = match timeout {
+            Some(t) => tokio::time::timeout(t, call)
+                .await
+                .map_err(|_| GatewayError::DeadlineExceeded(t))?,
+            None => call.await,
+        };
+        let out = result.map_err(|e| match e {
+            InvokeError::Request(m) => GatewayError::BadRequest(m),
+            // A backend that enforces the same deadline reports CANCELLED; the client asked for
+            // a deadline, so it hears DEADLINE_EXCEEDED.
+            InvokeError::Status(s)
+                if s.code() == tonic::Code::Cancelled
+                    && timeout.is_some_and(|t| started.elapsed() >= t) =>
+            {
+                GatewayError::DeadlineExceeded(timeout.unwrap_or_default())
+            }
+            InvokeError::Status(s) => GatewayError::Grpc(s),
+            InvokeError::Response(m) => GatewayError::ResponseEncoding(m),
+        })?;
+        let mut resp = Response::new(Body::from(out.json));
+        *resp.status_mut() = StatusCode::OK;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response_headers(&out.metadata, resp.headers_mut());
+        Ok(resp)
+    }
+}
+
+/// Media types a JSON route reads. `application/x-www-form-urlencoded` is what `curl -d` sends
+/// when the user forgets `-H 'Content-Type: application/json'`; its body is still read as JSON.
+fn json_media_type(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = ct.to_str().unwrap_or("");
+    let mime = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let ok = mime.is_empty()
+        || mime == "application/json"
+        || mime == "text/json"
+        || (mime.starts_with("application/") && mime.ends_with("+json"))
+        || mime == "application/x-www-form-urlencoded";
+    if ok {
+        Ok(())
+    } else {
+        Err(GatewayError::UnsupportedMediaType(text.to_owned()))
+    }
+}
+
+/// Reads a size-limited JSON body; `None` when it is empty.
+pub async fn read_json_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Option<serde_json::Value>, GatewayError> {
+    json_media_type(headers)?;
+    let bytes = read_limited(headers, body, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Reads a whole body, refusing more than `limit` bytes (early, when Content-Length says so).
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(GatewayError::BadRequest(format!(
+            "cannot read the request body: {e}"
+        ))),
+    }
+}
