@@ -342,33 +342,32 @@ pub fn build_request(
                 Some(Value::Object(o)) => o,
                 Some(_) => return Err(bad("the request body must be a JSON object")),
             };
-            if binding.http_method == Method::PATCH {
-                if let Some(mask) = update_mask_field(&input) {
-                    if !obj.contains_key(mask.name()) && !obj.contains_key(mask.json_name()) {
-                        let mut paths = infer_update_mask(&input, &obj, mask.name());
-                        // Path variables override the body, so they are not updates.
-                        let bound: Vec<&str> = binding
-                            .path_fields
-                            .iter()
-                            .map(|c| c[0].json_name())
-                            .collect();
-                        paths.retain(|p| !bound.contains(&p.as_str()));
-                        obj.insert(mask.json_name().to_owned(), Value::String(paths.join(",")));
-                    }
-                }
+            if binding.http_method == Method::PATCH
+                && let Some(mask) = update_mask_field(&input)
+                && !obj.contains_key(mask.name())
+                && !obj.contains_key(mask.json_name())
+            {
+                let mut paths = infer_update_mask(&input, &obj, mask.name());
+                // Path variables override the body, so they are not updates.
+                let bound: Vec<&str> = binding
+                    .path_fields
+                    .iter()
+                    .map(|c| c[0].json_name())
+                    .collect();
+                paths.retain(|p| !bound.contains(&p.as_str()));
+                obj.insert(mask.json_name().to_owned(), Value::String(paths.join(",")));
             }
         }
         (BodySpec::Field(field), body) => {
             skip.push(vec![field.name().to_owned()]);
             if let Some(value) = body.filter(|v| !v.is_null()) {
-                if binding.http_method == Method::PATCH {
-                    if let (Some(mask), Kind::Message(m), Value::Object(o)) =
+                if binding.http_method == Method::PATCH
+                    && let (Some(mask), Kind::Message(m), Value::Object(o)) =
                         (update_mask_field(&input), field.kind(), &value)
-                    {
-                        let paths = infer_update_mask(&m, o, "");
-                        obj.insert(mask.json_name().to_owned(), Value::String(paths.join(",")));
-                        skip.push(vec![mask.name().to_owned()]);
-                    }
+                {
+                    let paths = infer_update_mask(&m, o, "");
+                    obj.insert(mask.json_name().to_owned(), Value::String(paths.join(",")));
+                    skip.push(vec![mask.name().to_owned()]);
                 }
                 obj.insert(field.json_name().to_owned(), value);
             }

@@ -18,7 +18,7 @@ impl RouteTable {
     /// verb wins over a variable that would also match.
     pub fn new(bindings: impl IntoIterator<Item = Binding>) -> Self {
         let mut routes: Vec<Arc<Binding>> = bindings.into_iter().map(Arc::new).collect();
-        routes.sort_by(|a, b| b.template.specificity().cmp(&a.template.specificity()));
+        routes.sort_by_key(|b| std::cmp::Reverse(b.template.specificity()));
         RouteTable { routes }
     }
 

@@ -513,7 +513,8 @@ mod tests {
 
     #[test]
     fn matches_and_binds() {
-        let yes: &[(&str, &str, &[(&str, &str)])] = &[
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+        let yes: &[Case] = &[
             ("/api/v1/users", "/api/v1/users", &[]),
             (
                 "/api/v1/users/{user_id}",

@@ -132,6 +132,10 @@ impl Gateway {
             .response_body
             .as_ref()
             .map(|f| f.json_name().to_owned());
+        if timeout.is_some_and(|t| t.is_zero()) {
+            // Already expired: fail before sending, as gRPC clients do.
+            return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
+        }
         let started = Instant::now();
         let call = invoker.unary(self.channel.clone(), meta, request, field);
         let result = match timeout {

@@ -1,0 +1,125 @@
+//! What users see when things go wrong: a stopped backend, a restarted one, and hostile input.
+
+mod common;
+
+use common::{System, assert_status, http, send};
+use serde_json::json;
+
+/// With the backend stopped the gateway answers 503 UNAVAILABLE with a Status body and still
+/// serves its own errors; when the backend returns on the same database, data written before
+/// is there and the gateway reconnects by itself.
+#[tokio::test]
+async fn backend_down_then_restarted_on_the_same_file() {
+    let mut sys = System::start().await;
+    let (status, user) = send(
+        http()
+            .post(sys.url("/api/v1/users"))
+            .json(&json!({"name": "Kept", "email": "kept@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let id = user["id"].as_str().unwrap().to_owned();
+
+    sys.stop_backend().await;
+    let down = send(http().get(sys.url(&format!("/api/v1/users/{id}")))).await;
+    assert_status(&down, 503, 14);
+    assert_status(&send(http().get(sys.url("/no/such/route"))).await, 404, 5);
+    assert_status(
+        &send(http().post(sys.url("/api/v1/users")).body("{")).await,
+        400,
+        3,
+    );
+
+    sys.restart_backend().await;
+    let mut last = None;
+    for _ in 0..50 {
+        let got = send(http().get(sys.url(&format!("/api/v1/users/{id}")))).await;
+        if got.0 == 200 {
+            last = Some(got.1);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last.expect("gateway reconnected"), user);
+}
+
+/// Malformed requests get a 4xx with a Status body, never a 500.
+#[tokio::test]
+async fn malformed_input_is_a_client_error() {
+    let sys = System::start().await;
+    let users = sys.url("/api/v1/users");
+    let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
+        (http().post(&users).body("{not json"), 400),
+        (http().post(&users).body("[1, 2]"), 400),
+        (http().post(&users).body("\"text\""), 400),
+        (http().post(&users).json(&json!({"name": 5})), 400),
+        (http().post(&users).json(&json!({"age": "old"})), 400),
+        (http().post(&users).json(&json!({"age": 1e99})), 400),
+        (http().post(&users).json(&json!({"age": 1.5})), 400),
+        (
+            http()
+                .post(&users)
+                .body(b"{\"name\": \"\xff\xfe\"}".to_vec()),
+            400,
+        ),
+        (
+            http()
+                .post(&users)
+                .header("Content-Type", "application/xml")
+                .body("<user/>"),
+            415,
+        ),
+        (http().post(&users).body(vec![b' '; 5 * 1024 * 1024]), 413),
+        (http().get(sys.url("/api/v1/users/%ZZ")), 400),
+        (http().get(sys.url("/api/v1/users/%C3%28")), 400),
+        (http().get(sys.url("/api/v1/users?page_size=%FF")), 400),
+        (
+            http().get(sys.url("/api/v1/users?page_size=1&page_size=2")),
+            400,
+        ),
+        (http().get(sys.url("/api/v1/nothing")), 404),
+        (http().get(sys.url("/")), 404),
+        (http().put(&users), 405),
+        (http().get(&users).header("Grpc-Timeout", "soon"), 400),
+        (
+            http().get(&users).header("Grpc-Metadata-Trace-Bin", "!!!"),
+            400,
+        ),
+    ];
+    for (req, want) in cases {
+        let req = req.build().unwrap();
+        let what = format!("{} {}", req.method(), req.url());
+        let resp = http().execute(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
+        assert_eq!(status, want, "{what}: {body}");
+        assert!(
+            body["code"].as_i64().is_some() && body["message"].is_string(),
+            "{what}: {body}"
+        );
+    }
+}
+
+/// A Grpc-Timeout that has already run out fails fast with 504 DEADLINE_EXCEEDED, as a gRPC
+/// client with an expired deadline does; a generous one passes.
+#[tokio::test]
+async fn deadlines() {
+    let sys = System::start().await;
+    let expired = send(
+        http()
+            .get(sys.url("/api/v1/users"))
+            .header("Grpc-Timeout", "0m"),
+    )
+    .await;
+    assert_status(&expired, 504, 4);
+    let (status, _) = send(
+        http()
+            .get(sys.url("/api/v1/users"))
+            .header("Grpc-Timeout", "10S"),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
