@@ -20,9 +20,15 @@ pub enum ApiError {
     /// A request value that is not a field value, such as a page token, is malformed.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A per-client buffer or quota ran out (a lagging stream consumer).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The request is valid but the system's state forbids it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Storage on disk (uploads) failed.
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -51,8 +57,11 @@ impl From<ApiError> for Status {
             }
             ApiError::InvalidArgument(_) => Status::invalid_argument(message),
             ApiError::FailedPrecondition(_) => Status::failed_precondition(message),
+            ApiError::ResourceExhausted(_) => Status::resource_exhausted(message),
             ApiError::Store(StoreError::NotFound(_)) => Status::not_found(message),
             ApiError::Store(StoreError::AlreadyExists(_)) => Status::already_exists(message),
+            ApiError::Store(StoreError::InUse(_)) => Status::failed_precondition(message),
+            ApiError::Store(StoreError::Conflict(_)) => Status::aborted(message),
             ApiError::Store(StoreError::Database(ref db)) => {
                 tracing::error!(error = %db, "database failure");
                 // Busy/locked databases are transient: tell clients to retry.
@@ -60,6 +69,10 @@ impl From<ApiError> for Status {
                     sqlx::Error::PoolTimedOut => Status::unavailable(message),
                     _ => Status::internal("internal database error"),
                 }
+            }
+            ApiError::Io(ref e) => {
+                tracing::error!(error = %e, "file storage failure");
+                Status::internal("internal storage error")
             }
             ApiError::Store(StoreError::Corrupt(_)) => {
                 tracing::error!(%message, "corrupt data");

@@ -1,9 +1,11 @@
 //! Switchyard's reference gRPC backend.
 //!
 //! # Layout
-//! - [`config`]: the flags (`--listen`, `--database`), shared with the `switchyard` binary;
-//! - [`store`]: persistence behind the [`store::Store`] trait, with SQLite as the default;
-//! - [`services`]: the tonic service implementations (users, types);
+//! - [`config`]: the flags, shared with the `switchyard` binary;
+//! - [`store`]: persistence behind small per-domain traits, with SQLite as the default;
+//! - [`events`]: live fan-out (order watchers, chat rooms) behind the [`events::EventBus`] trait;
+//! - [`metrics`]: request counts and process CPU/memory, for Monitor;
+//! - [`services`]: the tonic service implementations (users, orders, uploads, chat, types);
 //! - [`error`]: the one error type and its mapping to gRPC statuses with details;
 //! - [`server`]: assembles services, health and reflection and serves them on a listener.
 //!
@@ -11,6 +13,8 @@
 
 pub mod config;
 pub mod error;
+pub mod events;
+pub mod metrics;
 pub mod server;
 pub mod services;
 pub mod store;

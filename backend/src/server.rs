@@ -1,19 +1,41 @@
 //! Puts the services, health checking and server reflection on one tonic server.
 
 use crate::config::Config;
-use crate::services::{types::TypesApi, user::UserApi};
+use crate::events::{EventBus, InProcessBus};
+use crate::metrics::{CountLayer, RequestCounts};
+use crate::services::{
+    chat::ChatApi, order::OrderApi, types::TypesApi, upload::UploadApi, user::UserApi,
+};
 use crate::store::{SqliteStore, Store};
 use std::future::Future;
 use std::sync::Arc;
+use switchyard_proto::chat::v1::chat_service_server::ChatServiceServer;
+use switchyard_proto::order::v1::order_service_server::OrderServiceServer;
 use switchyard_proto::types::v1::types_service_server::TypesServiceServer;
+use switchyard_proto::upload::v1::upload_service_server::UploadServiceServer;
 use switchyard_proto::user::v1::user_service_server::UserServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+/// Messages each live subscriber (order watcher, chat participant) may fall behind by.
+pub const BUS_CAPACITY: usize = 1024;
+
+/// The services this backend serves, by full name (for request counts).
+pub const SERVICES: &[&str] = &[
+    "user.v1.UserService",
+    "order.v1.OrderService",
+    "upload.v1.UploadService",
+    "chat.v1.ChatService",
+    "types.v1.TypesService",
+];
+
 /// A backend with its store opened, ready to serve.
 pub struct Backend {
     store: Arc<dyn Store>,
+    bus: Arc<InProcessBus>,
+    counts: Arc<RequestCounts>,
+    config: Config,
 }
 
 impl Backend {
@@ -22,7 +44,15 @@ impl Backend {
         let store = SqliteStore::open(&config.database).await?;
         Ok(Backend {
             store: Arc::new(store),
+            bus: Arc::new(InProcessBus::new(BUS_CAPACITY)),
+            counts: Arc::new(RequestCounts::new(SERVICES.iter().copied())),
+            config: config.clone(),
         })
+    }
+
+    /// The event bus, to observe live subscribers (tests, monitoring).
+    pub fn bus(&self) -> Arc<dyn EventBus> {
+        self.bus.clone()
     }
 
     /// Serves gRPC on `listener` until `shutdown` resolves, then drains in-flight calls.
@@ -33,6 +63,9 @@ impl Backend {
     ) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<UserServiceServer<UserApi>>().await;
+        health.set_serving::<OrderServiceServer<OrderApi>>().await;
+        health.set_serving::<UploadServiceServer<UploadApi>>().await;
+        health.set_serving::<ChatServiceServer<ChatApi>>().await;
         health.set_serving::<TypesServiceServer<TypesApi>>().await;
         // Every served service is listed, health and reflection included.
         let reflection = || {
@@ -48,13 +81,31 @@ impl Backend {
         // grpcurl 1.8 and other older clients only speak v1alpha.
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
+        let bus: Arc<dyn EventBus> = self.bus.clone();
+        let uploads = UploadApi::new(
+            self.store.clone(),
+            self.config.upload_dir.clone(),
+            self.config.max_upload_size,
+        )?;
         // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         Server::builder()
+            // Counts every call, for Monitor.
+            .layer(CountLayer(self.counts.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(UserServiceServer::new(UserApi::new(self.store.clone())))
+            .add_service(OrderServiceServer::new(OrderApi::new(
+                self.store.clone(),
+                bus.clone(),
+            )))
+            .add_service(UploadServiceServer::new(uploads))
+            .add_service(ChatServiceServer::new(ChatApi::new(
+                self.store.clone(),
+                bus,
+                self.counts.clone(),
+            )))
             .add_service(TypesServiceServer::new(TypesApi))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;

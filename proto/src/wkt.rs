@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// `google.protobuf.Timestamp`: a point in time, as seconds and nanoseconds since the Unix epoch.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, prost::Message)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Message)]
 pub struct Timestamp {
     /// Seconds since 1970-01-01T00:00:00Z; 0001-01-01 to 9999-12-31 in JSON.
     #[prost(int64, tag = "1")]

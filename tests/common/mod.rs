@@ -18,14 +18,16 @@ pub struct System {
     backend_stop: CancellationToken,
     backend_task: Option<JoinHandle<anyhow::Result<()>>>,
     gateway_stop: CancellationToken,
-    _dir: tempfile::TempDir,
+    /// The backend's event bus, to watch live subscribers.
+    pub bus: Option<std::sync::Arc<dyn backend::events::EventBus>>,
+    pub _dir: tempfile::TempDir,
 }
 
 impl System {
     /// Starts backend and gateway.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let database = format!("sqlite://{}", dir.path().join("test.db").display());
+        let database = format!("sqlite://{}", dir.path().join("switchyard.db").display());
         let grpc_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc = grpc_listener.local_addr().unwrap();
         let mut sys = System {
@@ -35,6 +37,7 @@ impl System {
             backend_stop: CancellationToken::new(),
             backend_task: None,
             gateway_stop: CancellationToken::new(),
+            bus: None,
             _dir: dir,
         };
         sys.spawn_backend(grpc_listener).await;

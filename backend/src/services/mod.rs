@@ -1,5 +1,8 @@
 //! The gRPC service implementations: each validates, calls the store, and returns `ApiError`s
 //! that become statuses in `error.rs`.
 
+pub mod chat;
+pub mod order;
 pub mod types;
+pub mod upload;
 pub mod user;

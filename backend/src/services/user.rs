@@ -88,6 +88,29 @@ fn decode_page_token(token: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::InvalidArgument(format!("invalid page_token {token:?}")))
 }
 
+/// Validates and creates a user; shared by CreateUser and ProcessBatch.
+pub async fn create_user(store: &dyn Store, r: CreateUserRequest) -> Result<User, ApiError> {
+    let mut v = Validator::default();
+    check_name(&mut v, &r.name);
+    check_email(&mut v, &r.email);
+    check_age(&mut v, r.age);
+    v.finish()?;
+    let new = NewUser {
+        name: r.name.trim().to_owned(),
+        email: r.email,
+        age: r.age,
+    };
+    Ok(store.create_user(new).await?)
+}
+
+/// Validates and deletes a user; shared by DeleteUser and ProcessBatch.
+pub async fn delete_user(store: &dyn Store, r: DeleteUserRequest) -> Result<(), ApiError> {
+    Validator::default()
+        .check(!r.user_id.is_empty(), "user_id", "must not be empty")
+        .finish()?;
+    Ok(store.delete_user(&r.user_id).await?)
+}
+
 #[tonic::async_trait]
 impl UserService for UserApi {
     async fn get_user(&self, req: Request<GetUserRequest>) -> Result<Response<User>, Status> {
@@ -171,11 +194,7 @@ impl UserService for UserApi {
         &self,
         req: Request<DeleteUserRequest>,
     ) -> Result<Response<pbjson_types::Empty>, Status> {
-        let id = req.into_inner().user_id;
-        Validator::default()
-            .check(!id.is_empty(), "user_id", "must not be empty")
-            .finish()?;
-        self.store.delete_user(&id).await.map_err(ApiError::from)?;
+        delete_user(self.store.as_ref(), req.into_inner()).await?;
         Ok(Response::new(pbjson_types::Empty {}))
     }
 

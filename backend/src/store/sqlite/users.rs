@@ -1,65 +1,15 @@
-//! The embedded default store: one SQLite file in WAL mode, `synchronous=FULL` so that a write
-//! the client saw acknowledged survives a crash or power loss.
+//! Users in SQLite.
 
-use super::{NewUser, Store, StoreError, UserPage, UserPatch};
+use super::{SqliteStore, unique_violation};
+use crate::store::{NewUser, StoreError, UserPage, UserPatch, UserStore};
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
 use std::collections::HashMap;
-use std::str::FromStr;
-use std::time::Duration;
 use switchyard_proto::user::v1::{CreatedAt, User, UserStatus};
-
-/// SQLite behind a small connection pool (one writer at a time, readers in parallel).
-#[derive(Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
 
 const USER_COLUMNS: &str =
     "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status";
-
-impl SqliteStore {
-    /// Opens (creating when missing) the database at `url` (`sqlite://PATH` or `sqlite::memory:`)
-    /// and applies the migrations.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        if let Some(dir) = options.get_filename().parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(e.into()))?;
-        Ok(SqliteStore { pool })
-    }
-
-    /// The pool, for tests and future stores that share it.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-}
-
-fn unique_violation(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists(what()),
-        _ => StoreError::Database(e),
-    }
-}
 
 fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
     let roles: Vec<String> = serde_json::from_str(row.try_get("roles")?)
@@ -83,7 +33,7 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl UserStore for SqliteStore {
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let now = chrono::Utc::now().timestamp();
@@ -139,7 +89,13 @@ impl Store for SqliteStore {
         let done = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id)
             .execute(&self.pool)
-            .await?;
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                    StoreError::InUse(format!("user {id:?} still has orders"))
+                }
+                _ => StoreError::Database(e),
+            })?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user {id:?}")));
         }
@@ -169,13 +125,6 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = SqliteStore::open(&url).await.unwrap();
-        (dir, store)
-    }
-
     fn new_user(n: u32) -> NewUser {
         NewUser {
             name: format!("User {n}"),
@@ -186,7 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn create_get_update_delete() {
-        let (_dir, s) = store().await;
+        let (_dir, s) = crate::store::sqlite::test_store().await;
         let u = s.create_user(new_user(1)).await.unwrap();
         assert!(u.active);
         assert_eq!(u.status(), UserStatus::Active);
@@ -215,7 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn emails_are_unique_ignoring_case() {
-        let (_dir, s) = store().await;
+        let (_dir, s) = crate::store::sqlite::test_store().await;
         s.create_user(new_user(1)).await.unwrap();
         let mut dup = new_user(2);
         dup.email = "U1@EXAMPLE.com".into();
@@ -236,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_follow_creation_order_to_the_end() {
-        let (_dir, s) = store().await;
+        let (_dir, s) = crate::store::sqlite::test_store().await;
         for n in 0..5 {
             s.create_user(new_user(n)).await.unwrap();
         }

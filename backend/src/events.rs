@@ -1,0 +1,146 @@
+//! Live fan-out behind a small interface: publish bytes on a topic, subscribe to a topic.
+//!
+//! Payloads are encoded protobuf messages, so the same interface can later ride on a database's
+//! notifications (PostgreSQL LISTEN/NOTIFY) when several backend instances must share it. Today's
+//! implementation is in-process: one bounded broadcast channel per topic.
+//!
+//! Slow subscribers never slow publishers: each subscriber has a bounded buffer, and one that
+//! falls further behind than that is told so ([`Lagged`]) and dropped by its service (see the
+//! policies in `services::order` and `services::chat`).
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// A subscriber fell behind by this many messages, which it will never see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("fell behind by {0} messages")]
+pub struct Lagged(pub u64);
+
+/// Fan-out of encoded messages by topic.
+pub trait EventBus: Send + Sync + 'static {
+    /// Delivers `payload` to every current subscriber of `topic` (none is fine).
+    fn publish(&self, topic: &str, payload: Bytes);
+    /// Starts receiving what is published on `topic` from now on.
+    fn subscribe(&self, topic: &str) -> Subscription;
+    /// How many subscribers `topic` has (for monitoring and tests).
+    fn subscribers(&self, topic: &str) -> usize;
+}
+
+/// A live subscription; dropping it unsubscribes.
+pub struct Subscription {
+    rx: broadcast::Receiver<Bytes>,
+    /// Removes the topic's channel when the last subscriber leaves, so topics do not pile up.
+    _guard: Option<TopicGuard>,
+}
+
+impl Subscription {
+    /// The next payload; `Ok(None)` when the bus is gone, `Err(Lagged)` when messages were lost.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, Lagged> {
+        match self.rx.recv().await {
+            Ok(b) => Ok(Some(b)),
+            Err(broadcast::error::RecvError::Closed) => Ok(None),
+            Err(broadcast::error::RecvError::Lagged(n)) => Err(Lagged(n)),
+        }
+    }
+
+    /// A payload that is already waiting, without waiting for more.
+    pub fn try_recv(&mut self) -> Result<Option<Bytes>, Lagged> {
+        match self.rx.try_recv() {
+            Ok(b) => Ok(Some(b)),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => Err(Lagged(n)),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+struct TopicGuard {
+    topics: Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>,
+    topic: String,
+}
+
+impl Drop for TopicGuard {
+    fn drop(&mut self) {
+        let mut topics = self.topics.lock().expect("topic map lock");
+        // Fields drop in declaration order: the subscription's receiver is already gone here.
+        if topics
+            .get(&self.topic)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            topics.remove(&self.topic);
+        }
+    }
+}
+
+/// The in-process bus.
+#[derive(Clone)]
+pub struct InProcessBus {
+    topics: Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>,
+    capacity: usize,
+}
+
+impl InProcessBus {
+    /// A bus whose subscribers each buffer up to `capacity` messages.
+    pub fn new(capacity: usize) -> Self {
+        InProcessBus {
+            topics: Arc::default(),
+            capacity,
+        }
+    }
+}
+
+impl EventBus for InProcessBus {
+    fn publish(&self, topic: &str, payload: Bytes) {
+        let topics = self.topics.lock().expect("topic map lock");
+        if let Some(tx) = topics.get(topic) {
+            // An error only means nobody listens right now.
+            let _ = tx.send(payload);
+        }
+    }
+
+    fn subscribe(&self, topic: &str) -> Subscription {
+        let mut topics = self.topics.lock().expect("topic map lock");
+        let tx = topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| broadcast::channel(self.capacity).0);
+        Subscription {
+            rx: tx.subscribe(),
+            _guard: Some(TopicGuard {
+                topics: self.topics.clone(),
+                topic: topic.to_owned(),
+            }),
+        }
+    }
+
+    fn subscribers(&self, topic: &str) -> usize {
+        let topics = self.topics.lock().expect("topic map lock");
+        topics.get(topic).map_or(0, |tx| tx.receiver_count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fan_out_lag_and_cleanup() {
+        let bus = InProcessBus::new(2);
+        bus.publish("t", Bytes::from_static(b"nobody hears this"));
+        let mut a = bus.subscribe("t");
+        let mut b = bus.subscribe("t");
+        assert_eq!(bus.subscribers("t"), 2);
+        bus.publish("t", Bytes::from_static(b"1"));
+        assert_eq!(a.recv().await, Ok(Some(Bytes::from_static(b"1"))));
+        bus.publish("t", Bytes::from_static(b"2"));
+        bus.publish("t", Bytes::from_static(b"3"));
+        // b missed nothing yet but buffers only 2: "1" was pushed out.
+        assert_eq!(b.recv().await, Err(Lagged(1)));
+        assert_eq!(b.recv().await, Ok(Some(Bytes::from_static(b"2"))));
+        drop(a);
+        assert_eq!(bus.subscribers("t"), 1);
+        drop(b);
+        assert_eq!(bus.subscribers("t"), 0);
+        assert!(bus.topics.lock().unwrap().is_empty());
+    }
+}
