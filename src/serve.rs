@@ -25,6 +25,12 @@ pub struct ServeArgs {
         default_value = "sqlite://data/switchyard.db"
     )]
     pub database: String,
+    /// Folder for uploaded files (created when missing).
+    #[arg(long, env = "SWITCHYARD_UPLOAD_DIR", default_value = "data/uploads")]
+    pub upload_dir: std::path::PathBuf,
+    /// Largest accepted upload, in bytes (suffixes KiB, MiB, GiB allowed).
+    #[arg(long, env = "SWITCHYARD_MAX_UPLOAD_SIZE", default_value = "1GiB", value_parser = backend::config::parse_size)]
+    pub max_upload_size: u64,
 }
 
 /// The lines printed at start-up: where things are and what to try, with the real addresses.
@@ -53,6 +59,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let backend_config = backend::Config {
         listen: grpc_addr,
         database: args.database.clone(),
+        upload_dir: args.upload_dir.clone(),
+        max_upload_size: args.max_upload_size,
     };
     let backend = backend::Backend::open(&backend_config).await?;
     let gateway_config = gateway::Config {
