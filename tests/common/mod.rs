@@ -1,8 +1,9 @@
-//! A real backend and a real gateway on ephemeral loopback ports, with a fresh SQLite file.
+//! A real backend and a real gateway on ephemeral loopback ports, with a fresh SQLite file and
+//! upload folder.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use switchyard_proto::user::v1::user_service_client::UserServiceClient;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -13,32 +14,38 @@ pub struct System {
     pub grpc: SocketAddr,
     /// The gateway's base URL, e.g. `http://127.0.0.1:41234`.
     pub base: String,
-    /// The SQLite URL the backend uses (kept across restarts).
-    pub database: String,
+    /// The backend's event bus, to watch live subscribers.
+    pub bus: Option<Arc<dyn backend::events::EventBus>>,
+    /// The backend's settings (database and upload folder live in `dir`).
+    pub backend_config: backend::Config,
     backend_stop: CancellationToken,
     backend_task: Option<JoinHandle<anyhow::Result<()>>>,
     gateway_stop: CancellationToken,
-    /// The backend's event bus, to watch live subscribers.
-    pub bus: Option<std::sync::Arc<dyn backend::events::EventBus>>,
-    pub _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl System {
     /// Starts backend and gateway.
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts backend and gateway, letting the caller adjust the backend's settings.
+    pub async fn start_with(adjust: impl FnOnce(&mut backend::Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let database = format!("sqlite://{}", dir.path().join("switchyard.db").display());
         let grpc_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc = grpc_listener.local_addr().unwrap();
+        let mut backend_config = backend::Config::in_dir(grpc, dir.path());
+        adjust(&mut backend_config);
         let mut sys = System {
             grpc,
             base: String::new(),
-            database,
+            bus: None,
+            backend_config,
             backend_stop: CancellationToken::new(),
             backend_task: None,
             gateway_stop: CancellationToken::new(),
-            bus: None,
-            _dir: dir,
+            dir,
         };
         sys.spawn_backend(grpc_listener).await;
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -52,11 +59,8 @@ impl System {
     }
 
     async fn spawn_backend(&mut self, listener: TcpListener) {
-        let config = backend::Config {
-            listen: self.grpc,
-            database: self.database.clone(),
-        };
-        let backend = backend::Backend::open(&config).await.unwrap();
+        let backend = backend::Backend::open(&self.backend_config).await.unwrap();
+        self.bus = Some(backend.bus());
         self.backend_stop = CancellationToken::new();
         let stop = self.backend_stop.clone();
         self.backend_task = Some(tokio::spawn(
@@ -78,15 +82,31 @@ impl System {
         self.spawn_backend(listener).await;
     }
 
-    /// A native gRPC client of the backend.
-    pub async fn user_client(&self) -> UserServiceClient<Channel> {
-        UserServiceClient::connect(format!("http://{}", self.grpc))
+    /// A channel to the backend for native gRPC clients.
+    pub async fn channel(&self) -> Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
             .await
             .unwrap()
     }
 
+    /// A native gRPC client of the User API.
+    pub async fn user_client(
+        &self,
+    ) -> switchyard_proto::user::v1::user_service_client::UserServiceClient<Channel> {
+        switchyard_proto::user::v1::user_service_client::UserServiceClient::new(
+            self.channel().await,
+        )
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The number of live subscribers of a bus topic.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.bus.as_ref().unwrap().subscribers(topic)
     }
 }
 
@@ -122,4 +142,15 @@ pub fn assert_status(got: &(u16, serde_json::Value), http: u16, code: i64) {
         got.1
     );
     assert!(got.1["details"].is_array(), "details in {}", got.1);
+}
+
+/// Waits (bounded) until `check` holds.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
 }
