@@ -385,6 +385,34 @@ pub fn build_request(
     Ok(Value::Object(obj))
 }
 
+/// The path and query values of a streaming call, which every streamed message carries (see
+/// `wire::StreamContext`). The query may fill any field the path and the body field do not.
+pub fn url_values(
+    binding: &Binding,
+    captures: Captures,
+    query: Option<&str>,
+) -> Result<Value, GatewayError> {
+    let mut obj = Object::new();
+    let mut skip: Vec<Vec<String>> = binding
+        .path_fields
+        .iter()
+        .map(|chain| chain.iter().map(|f| f.name().to_owned()).collect())
+        .collect();
+    if let BodySpec::Field(f) = &binding.body {
+        skip.push(vec![f.name().to_owned()]);
+    }
+    for ((_, text), chain) in captures.into_iter().zip(&binding.path_fields) {
+        let last = chain.last().expect("non-empty");
+        let value = text_to_json(&last.kind(), &text)
+            .map_err(|m| bad(format!("path parameter {:?}: {m}", chain_name(chain))))?;
+        set_at(&mut obj, chain, value);
+    }
+    if let Some(q) = query {
+        bind_query(&mut obj, &binding.method.input(), q, &skip)?;
+    }
+    Ok(Value::Object(obj))
+}
+
 fn chain_name(chain: &[FieldDescriptor]) -> String {
     chain.iter().map(|f| f.name()).collect::<Vec<_>>().join(".")
 }

@@ -6,7 +6,11 @@
 //! dynamic invoker (descriptor-driven, for services the binary was not built with) can implement
 //! the same trait without any change to the runtime.
 
+use crate::wire::{EncodedMessage, extract_field};
+use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use http::uri::PathAndQuery;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,6 +18,9 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::Status;
+use tonic::codec::Streaming;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
@@ -49,7 +56,36 @@ pub enum InvokeError {
     Response(String),
 }
 
+/// What the runtime wants of each streamed response message.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// The message (or its `response_body` field, by JSON name) as JSON.
+    Json(Option<String>),
+    /// The raw value of one bytes field, by field number (raw-bytes downloads).
+    RawField(u32),
+}
+
+/// One item of a response stream.
+#[derive(Debug)]
+pub enum StreamItem {
+    /// A message, in the requested [`Output`] form.
+    Message(Bytes),
+    /// The call's trailers, after the last message of a successful call.
+    Trailers(MetadataMap),
+}
+
+/// A streaming call's answer once the response headers have arrived.
+pub struct MessageStream {
+    /// The response headers.
+    pub headers: MetadataMap,
+    /// The messages; a non-OK status ends the stream as an `Err`.
+    pub messages: BoxStream<'static, Result<StreamItem, tonic::Status>>,
+}
+
 /// Calls one RPC with JSON in and JSON out.
+///
+/// Request streams arrive already encoded ([`EncodedMessage`]): the runtime builds them from the
+/// descriptor, so it can refuse a bad message before anything reaches the backend.
 pub trait Invoker: Send + Sync + 'static {
     /// A unary call. `response_field` is the JSON name of the `response_body` field, if any.
     fn unary(
@@ -59,6 +95,33 @@ pub trait Invoker: Send + Sync + 'static {
         request: serde_json::Value,
         response_field: Option<String>,
     ) -> BoxFuture<'static, Result<UnaryOutput, InvokeError>>;
+
+    /// A server-streaming call; resolves when the response headers arrive.
+    fn server_streaming(
+        &self,
+        channel: Channel,
+        meta: CallMeta,
+        request: serde_json::Value,
+        output: Output,
+    ) -> BoxFuture<'static, Result<MessageStream, InvokeError>>;
+
+    /// A client-streaming call; resolves with the single response.
+    fn client_streaming(
+        &self,
+        channel: Channel,
+        meta: CallMeta,
+        requests: BoxStream<'static, EncodedMessage>,
+        response_field: Option<String>,
+    ) -> BoxFuture<'static, Result<UnaryOutput, InvokeError>>;
+
+    /// A bidirectional call; resolves when the response headers arrive.
+    fn bidi_streaming(
+        &self,
+        channel: Channel,
+        meta: CallMeta,
+        requests: BoxStream<'static, EncodedMessage>,
+        output: Output,
+    ) -> BoxFuture<'static, Result<MessageStream, InvokeError>>;
 }
 
 /// Invokers by full method name (`package.Service.Method`).
@@ -136,6 +199,98 @@ fn decode_json<Req: DeserializeOwned>(request: serde_json::Value) -> Result<Req,
     })
 }
 
+/// A codec from an encoder and a decoder type, so one call can encode typed messages and keep
+/// responses as bytes (raw downloads), or the other way round (streamed requests).
+struct PairCodec<E, D>(PhantomData<fn() -> (E, D)>);
+
+impl<E, D> Default for PairCodec<E, D> {
+    fn default() -> Self {
+        PairCodec(PhantomData)
+    }
+}
+
+impl<E, D> Codec for PairCodec<E, D>
+where
+    E: Encoder<Error = Status> + Default + Send + 'static,
+    E::Item: Send + 'static,
+    D: Decoder<Error = Status> + Default + Send + 'static,
+    D::Item: Send + 'static,
+{
+    type Encode = E::Item;
+    type Decode = D::Item;
+    type Encoder = E;
+    type Decoder = D;
+
+    fn encoder(&mut self) -> E {
+        E::default()
+    }
+
+    fn decoder(&mut self) -> D {
+        D::default()
+    }
+}
+
+/// Writes messages the runtime already encoded.
+#[derive(Default)]
+struct PreEncoded;
+
+impl Encoder for PreEncoded {
+    type Item = EncodedMessage;
+    type Error = Status;
+
+    fn encode(&mut self, item: EncodedMessage, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.reserve(item.len());
+        item.write_to(dst);
+        Ok(())
+    }
+}
+
+/// Keeps response messages as their wire bytes.
+#[derive(Default)]
+struct WireBytes;
+
+impl Decoder for WireBytes {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// Turns a tonic response stream into [`StreamItem`]s, converting each message with `convert`
+/// and ending with the trailers.
+fn items<T, F>(stream: Streaming<T>, convert: F) -> BoxStream<'static, Result<StreamItem, Status>>
+where
+    T: Send + 'static,
+    F: Fn(T) -> Result<Bytes, Status> + Send + 'static,
+{
+    let state = (Some(stream), convert);
+    futures::stream::unfold(state, |(stream, convert)| async move {
+        let mut s = stream?;
+        match s.message().await {
+            Ok(Some(m)) => Some((convert(m).map(StreamItem::Message), (Some(s), convert))),
+            Ok(None) => match s.trailers().await {
+                Ok(t) => Some((
+                    Ok(StreamItem::Trailers(t.unwrap_or_default())),
+                    (None, convert),
+                )),
+                Err(e) => Some((Err(e), (None, convert))),
+            },
+            Err(e) => Some((Err(e), (None, convert))),
+        }
+    })
+    .boxed()
+}
+
+/// Prints a streamed message as JSON, as an item-level error if it cannot be.
+fn json_item<T: Serialize>(msg: T, field: &Option<String>) -> Result<Bytes, Status> {
+    encode_json(&msg, field.clone())
+        .map(Bytes::from)
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
 /// Turns a channel that is not ready into UNAVAILABLE, which is what it means to a client.
 fn not_ready(e: impl std::fmt::Display) -> tonic::Status {
     tonic::Status::unavailable(format!("backend unavailable: {e}"))
@@ -156,10 +311,7 @@ where
         let path = self.path.clone();
         Box::pin(async move {
             let msg: Req = decode_json(request)?;
-            let mut req = tonic::Request::from_parts(meta.metadata, Default::default(), msg);
-            if let Some(t) = meta.timeout {
-                req.set_timeout(t);
-            }
+            let req = make_request(meta, msg);
             let mut grpc = tonic::client::Grpc::new(channel);
             grpc.ready().await.map_err(not_ready)?;
             let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
@@ -170,4 +322,99 @@ where
             })
         })
     }
+
+    fn server_streaming(
+        &self,
+        channel: Channel,
+        meta: CallMeta,
+        request: serde_json::Value,
+        output: Output,
+    ) -> BoxFuture<'static, Result<MessageStream, InvokeError>> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            let msg: Req = decode_json(request)?;
+            let req = make_request(meta, msg);
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.map_err(not_ready)?;
+            match output {
+                Output::Json(field) => {
+                    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+                    let (headers, stream, _) =
+                        grpc.server_streaming(req, path, codec).await?.into_parts();
+                    Ok(MessageStream {
+                        headers,
+                        messages: items(stream, move |m| json_item(m, &field)),
+                    })
+                }
+                Output::RawField(number) => {
+                    let codec = PairCodec::<tonic_prost::ProstEncoder<Req>, WireBytes>::default();
+                    let (headers, stream, _) =
+                        grpc.server_streaming(req, path, codec).await?.into_parts();
+                    let raw = move |b: Bytes| {
+                        extract_field(&b, number)
+                            .ok_or_else(|| Status::internal("undecodable response message"))
+                    };
+                    Ok(MessageStream {
+                        headers,
+                        messages: items(stream, raw),
+                    })
+                }
+            }
+        })
+    }
+
+    fn client_streaming(
+        &self,
+        channel: Channel,
+        meta: CallMeta,
+        requests: BoxStream<'static, EncodedMessage>,
+        response_field: Option<String>,
+    ) -> BoxFuture<'static, Result<UnaryOutput, InvokeError>> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            let req = make_request(meta, requests);
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.map_err(not_ready)?;
+            let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
+            let (metadata, resp, _) = grpc.client_streaming(req, path, codec).await?.into_parts();
+            Ok(UnaryOutput {
+                metadata,
+                json: encode_json(&resp, response_field)?,
+            })
+        })
+    }
+
+    fn bidi_streaming(
+        &self,
+        channel: Channel,
+        meta: CallMeta,
+        requests: BoxStream<'static, EncodedMessage>,
+        output: Output,
+    ) -> BoxFuture<'static, Result<MessageStream, InvokeError>> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            let req = make_request(meta, requests);
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.map_err(not_ready)?;
+            let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
+            let (headers, stream, _) = grpc.streaming(req, path, codec).await?.into_parts();
+            let field = match output {
+                Output::Json(field) => field,
+                Output::RawField(_) => None,
+            };
+            Ok(MessageStream {
+                headers,
+                messages: items(stream, move |m| json_item(m, &field)),
+            })
+        })
+    }
+}
+
+/// A tonic request with the call's metadata and deadline.
+fn make_request<T>(meta: CallMeta, message: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::from_parts(meta.metadata, Default::default(), message);
+    if let Some(t) = meta.timeout {
+        req.set_timeout(t);
+    }
+    req
 }

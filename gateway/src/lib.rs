@@ -25,8 +25,11 @@ pub mod routes;
 pub mod rules;
 pub mod server;
 pub mod status;
+pub mod streaming;
 pub mod template;
 pub mod transcode;
+pub mod websocket;
+pub mod wire;
 
 pub use config::Config;
 pub use server::run;

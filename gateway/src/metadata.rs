@@ -93,8 +93,16 @@ pub fn request_metadata(
     Ok(md)
 }
 
+/// The prefix of gRPC trailers sent as HTTP trailers on streaming responses.
+pub const TRAILER_PREFIX: &str = "grpc-trailer-";
+
 /// Copies response metadata into `Grpc-Metadata-<name>` headers, leaving out transport headers.
 pub fn response_headers(md: &MetadataMap, out: &mut HeaderMap) {
+    prefixed_headers(md, out, METADATA_PREFIX);
+}
+
+/// Copies metadata into `<prefix><name>` headers, leaving out transport headers.
+pub fn prefixed_headers(md: &MetadataMap, out: &mut HeaderMap, prefix: &str) {
     for kv in md.iter() {
         let (key, encoded) = match kv {
             KeyAndValueRef::Ascii(k, v) => (k.as_str(), v.as_encoded_bytes()),
@@ -104,7 +112,7 @@ pub fn response_headers(md: &MetadataMap, out: &mut HeaderMap) {
             continue;
         }
         if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(format!("{METADATA_PREFIX}{key}").as_bytes()),
+            HeaderName::from_bytes(format!("{prefix}{key}").as_bytes()),
             HeaderValue::from_bytes(encoded),
         ) {
             out.append(name, value);

@@ -47,6 +47,25 @@ pub struct CustomPattern {
     pub path: String,
 }
 
+/// `switchyard.v1.RawBody`: the raw-bytes mapping of a streaming method (proto/switchyard/v1).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RawBodyOption {
+    #[prost(string, tag = "1")]
+    pub bytes_field: String,
+    #[prost(string, tag = "2")]
+    pub counter_field: String,
+}
+
+/// A method's raw-bytes mapping, resolved against its messages.
+#[derive(Debug, Clone)]
+pub struct RawSpec {
+    /// The bytes field that carries the data (of the request for client streaming, of the
+    /// response for server streaming).
+    pub bytes_field: FieldDescriptor,
+    /// The integer field that numbers the pieces.
+    pub counter_field: Option<FieldDescriptor>,
+}
+
 /// Which part of the request message the HTTP body fills.
 #[derive(Debug, Clone)]
 pub enum BodySpec {
@@ -95,6 +114,8 @@ pub struct Binding {
     pub response_body: Option<FieldDescriptor>,
     /// The request fields bound by path variables, outermost first, in template order.
     pub path_fields: Vec<Vec<FieldDescriptor>>,
+    /// The raw-bytes mapping, if the method has one.
+    pub raw: Option<RawSpec>,
 }
 
 impl Binding {
@@ -223,9 +244,6 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
                 .ok_or_else(|| invalid(method, format!("body field {name:?} does not exist")))?,
         ),
     };
-    if matches!(body, BodySpec::None) && (method.is_client_streaming()) {
-        return Err(invalid(method, "a client-streaming method needs a body"));
-    }
     let response_body = match rule.response_body.as_str() {
         "" => None,
         name => Some(method.output().get_field_by_name(name).ok_or_else(|| {
@@ -235,8 +253,10 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
             )
         })?),
     };
+    let raw = raw_spec(method)?;
     Ok(Binding {
         method: method.clone(),
+        raw,
         kind: CallKind::of(method),
         http_method,
         template,
@@ -244,6 +264,70 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
         response_body,
         path_fields,
     })
+}
+
+/// Reads and checks the `switchyard.v1.raw_body` option of a method.
+fn raw_spec(method: &MethodDescriptor) -> Result<Option<RawSpec>, RuleError> {
+    let Some(ext) = method
+        .parent_pool()
+        .get_extension_by_name("switchyard.v1.raw_body")
+    else {
+        return Ok(None);
+    };
+    let options = method.options();
+    if !options.has_extension(&ext) {
+        return Ok(None);
+    }
+    let value = options.get_extension(&ext);
+    let Some(msg) = value.as_message() else {
+        return Ok(None);
+    };
+    let opt = RawBodyOption::decode(msg.encode_to_vec().as_slice())
+        .map_err(|e| invalid(method, format!("undecodable switchyard.v1.raw_body: {e}")))?;
+    let target = match CallKind::of(method) {
+        CallKind::ClientStreaming => method.input(),
+        CallKind::ServerStreaming => method.output(),
+        _ => {
+            return Err(invalid(
+                method,
+                "raw_body applies to client- or server-streaming methods only",
+            ));
+        }
+    };
+    let bytes_field = target
+        .get_field_by_name(&opt.bytes_field)
+        .filter(|f| f.kind() == Kind::Bytes && !f.is_list())
+        .ok_or_else(|| {
+            invalid(
+                method,
+                format!(
+                    "raw_body: {:?} is not a bytes field of {}",
+                    opt.bytes_field,
+                    target.full_name()
+                ),
+            )
+        })?;
+    let counter_field = match opt.counter_field.as_str() {
+        "" => None,
+        name => Some(
+            target
+                .get_field_by_name(name)
+                .filter(|f| crate::wire::is_counter_kind(&f.kind()) && !f.is_list())
+                .ok_or_else(|| {
+                    invalid(
+                        method,
+                        format!(
+                            "raw_body: {name:?} is not an integer field of {}",
+                            target.full_name()
+                        ),
+                    )
+                })?,
+        ),
+    };
+    Ok(Some(RawSpec {
+        bytes_field,
+        counter_field,
+    }))
 }
 
 #[cfg(test)]
@@ -274,5 +358,23 @@ mod tests {
         find("GET", "/api/v1/types/events/{id}");
         find("POST", "/api/v1/types/scalars:echo");
         assert_eq!(find("GET", "/api/v1/users").kind, CallKind::Unary);
+        let up = find("POST", "/api/v1/uploads");
+        assert_eq!(up.kind, CallKind::ClientStreaming);
+        let raw = up.raw.as_ref().unwrap();
+        assert_eq!(
+            (
+                raw.bytes_field.name(),
+                raw.counter_field.as_ref().unwrap().name()
+            ),
+            ("data", "sequence")
+        );
+        let down = find("GET", "/api/v1/uploads/{file_id}:download");
+        assert_eq!(down.kind, CallKind::ServerStreaming);
+        assert_eq!(down.raw.as_ref().unwrap().bytes_field.number(), 3);
+        assert_eq!(
+            find("GET", "/api/v1/chat/{session_id}").kind,
+            CallKind::Bidi
+        );
+        assert!(find("GET", "/api/v1/orders:watch").raw.is_none());
     }
 }

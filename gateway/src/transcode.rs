@@ -1,15 +1,25 @@
 //! The request path of the gateway: route, bind, call, answer — one function per step, and one
 //! place ([`Gateway::handle`]) where any error becomes a Status response.
 
-use crate::bind::build_request;
+use crate::bind::{build_request, url_values};
 use crate::error::GatewayError;
 use crate::invoke::{CallMeta, InvokeError, Invoker, Registry};
+use crate::invoke::{Output, StreamItem, UnaryOutput};
 use crate::metadata::{REQUEST_ID, deadline, request_id, request_metadata, response_headers};
 use crate::routes::RouteTable;
 use crate::rules::{Binding, CallKind, RuleError, load_bindings};
+use crate::streaming::{
+    RequestFormat, ResponseFormat, guard_input, ndjson_lines, raw_pieces, request_format,
+    response_body, response_format,
+};
+use crate::wire::{EncodedMessage, RawEncoder, StreamContext};
 use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -108,10 +118,20 @@ impl Gateway {
                 let request = build_request(&binding, captures, parts.uri.query(), body)?;
                 self.unary(&binding, invoker, &parts, rid, request).await
             }
-            _ => Err(GatewayError::Grpc(tonic::Status::unimplemented(format!(
-                "{} is a streaming method; streaming over HTTP is not served yet",
-                binding.full_method()
-            )))),
+            CallKind::ServerStreaming => {
+                let request = build_request(&binding, captures, parts.uri.query(), None)?;
+                self.server_stream(&binding, invoker, &parts, rid, request)
+                    .await
+            }
+            CallKind::ClientStreaming => {
+                let fixed = url_values(&binding, captures, parts.uri.query())?;
+                self.client_stream(&binding, invoker, &parts, rid, body, fixed)
+                    .await
+            }
+            CallKind::Bidi => {
+                let fixed = url_values(&binding, captures, parts.uri.query())?;
+                self.bidi(&binding, invoker, parts, rid, fixed).await
+            }
         }
     }
 
@@ -144,28 +164,226 @@ impl Gateway {
                 .map_err(|_| GatewayError::DeadlineExceeded(t))?,
             None => call.await,
         };
-        let out = result.map_err(|e| match e {
-            InvokeError::Request(m) => GatewayError::BadRequest(m),
-            // A backend that enforces the same deadline reports CANCELLED; the client asked for
-            // a deadline, so it hears DEADLINE_EXCEEDED.
-            InvokeError::Status(s)
-                if s.code() == tonic::Code::Cancelled
-                    && timeout.is_some_and(|t| started.elapsed() >= t) =>
-            {
-                GatewayError::DeadlineExceeded(timeout.unwrap_or_default())
-            }
-            InvokeError::Status(s) => GatewayError::Grpc(s),
-            InvokeError::Response(m) => GatewayError::ResponseEncoding(m),
-        })?;
-        let mut resp = Response::new(Body::from(out.json));
-        *resp.status_mut() = StatusCode::OK;
-        resp.headers_mut().insert(
+        let out = result.map_err(|e| deadline_aware(e, timeout, started))?;
+        Ok(json_response(out))
+    }
+
+    /// Server streaming: NDJSON, SSE or raw bytes, written as messages arrive.
+    async fn server_stream(
+        &self,
+        binding: &Binding,
+        invoker: Arc<dyn Invoker>,
+        parts: &Parts,
+        rid: &HeaderValue,
+        request: serde_json::Value,
+    ) -> Result<Response, GatewayError> {
+        let timeout = deadline(&parts.headers, None)?;
+        let meta = CallMeta {
+            metadata: request_metadata(&parts.headers, rid)?,
+            timeout,
+        };
+        let format = response_format(&parts.headers, binding.raw.is_some());
+        let output = match (format, &binding.raw) {
+            (ResponseFormat::Raw, Some(raw)) => Output::RawField(raw.bytes_field.number()),
+            _ => Output::Json(
+                binding
+                    .response_body
+                    .as_ref()
+                    .map(|f| f.json_name().to_owned()),
+            ),
+        };
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
+        }
+        let started = Instant::now();
+        let call = invoker.server_streaming(self.channel.clone(), meta, request, output);
+        // The headers come back before the first message; a call that fails before that gets
+        // the status table's HTTP status.
+        let reply = match timeout {
+            Some(t) => tokio::time::timeout(t, call)
+                .await
+                .map_err(|_| GatewayError::DeadlineExceeded(t))?,
+            None => call.await,
+        }
+        .map_err(|e| deadline_aware(e, timeout, started))?;
+        let messages = match timeout {
+            Some(t) => with_deadline(reply.messages, started + t),
+            None => reply.messages,
+        };
+        let trailers = parts.headers.get_all(header::TE).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("trailers"))
+        });
+        let mut resp = Response::new(response_body(messages, format, self.pool.clone(), trailers));
+        let h = resp.headers_mut();
+        h.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+            HeaderValue::from_static(format.content_type()),
         );
-        response_headers(&out.metadata, resp.headers_mut());
+        if format == ResponseFormat::Sse {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
+        // Proxies such as nginx would otherwise hold the stream back to buffer it.
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        response_headers(&reply.headers, h);
         Ok(resp)
     }
+
+    /// Client streaming: an NDJSON body of messages, or a raw body cut into messages.
+    async fn client_stream(
+        &self,
+        binding: &Binding,
+        invoker: Arc<dyn Invoker>,
+        parts: &Parts,
+        rid: &HeaderValue,
+        body: Body,
+        fixed: serde_json::Value,
+    ) -> Result<Response, GatewayError> {
+        let timeout = deadline(&parts.headers, None)?;
+        let meta = CallMeta {
+            metadata: request_metadata(&parts.headers, rid)?,
+            timeout,
+        };
+        let input = binding.method.input();
+        let messages: BoxStream<'static, Result<EncodedMessage, GatewayError>> =
+            match request_format(&parts.headers, binding.raw.is_some())? {
+                RequestFormat::Ndjson => {
+                    let ctx = StreamContext::new(input, binding.body.clone(), fixed)?;
+                    ndjson_lines(body, self.max_body_size)
+                        .map(move |line| line.and_then(|l| ctx.encode_json(&l)))
+                        .boxed()
+                }
+                RequestFormat::Raw => {
+                    let raw = binding
+                        .raw
+                        .as_ref()
+                        .expect("raw format needs the raw option");
+                    let enc = RawEncoder::new(
+                        &input,
+                        fixed,
+                        &raw.bytes_field,
+                        raw.counter_field.as_ref(),
+                    )?;
+                    raw_pieces(body)
+                        .enumerate()
+                        .map(move |(n, piece)| piece.map(|p| enc.encode(n as u64, p)))
+                        .boxed()
+                }
+            };
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
+        }
+        let (requests, mut bad_input) = guard_input(messages);
+        let field = binding
+            .response_body
+            .as_ref()
+            .map(|f| f.json_name().to_owned());
+        let started = Instant::now();
+        let call = invoker.client_streaming(self.channel.clone(), meta, requests, field);
+        let call = async {
+            tokio::select! {
+                r = call => r.map_err(|e| deadline_aware(e, timeout, started)),
+                // A bad message: dropping the call cancels it, so the backend keeps nothing.
+                Ok(e) = &mut bad_input => Err(e),
+            }
+        };
+        let out = match timeout {
+            Some(t) => tokio::time::timeout(t, call)
+                .await
+                .map_err(|_| GatewayError::DeadlineExceeded(t))?,
+            None => call.await,
+        }?;
+        Ok(json_response(out))
+    }
+
+    /// Bidirectional: a WebSocket upgrade of the annotated route.
+    async fn bidi(
+        &self,
+        binding: &Binding,
+        invoker: Arc<dyn Invoker>,
+        mut parts: Parts,
+        rid: &HeaderValue,
+        fixed: serde_json::Value,
+    ) -> Result<Response, GatewayError> {
+        let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|e| {
+                GatewayError::BadRequest(format!(
+                    "{} is a bidirectional stream and needs a WebSocket upgrade: {e}",
+                    parts.uri.path()
+                ))
+            })?;
+        let ctx = StreamContext::new(binding.method.input(), binding.body.clone(), fixed)?;
+        let meta = CallMeta {
+            metadata: request_metadata(&parts.headers, rid)?,
+            timeout: None,
+        };
+        let (channel, pool) = (self.channel.clone(), self.pool.clone());
+        Ok(ws
+            .max_message_size(self.max_body_size)
+            .on_upgrade(move |socket| {
+                crate::websocket::run(socket, invoker, channel, meta, ctx, pool)
+            }))
+    }
+}
+
+/// Maps an invocation error to the gateway's error type.
+pub fn invoke_error(e: InvokeError) -> GatewayError {
+    match e {
+        InvokeError::Request(m) => GatewayError::BadRequest(m),
+        InvokeError::Status(s) => GatewayError::Grpc(s),
+        InvokeError::Response(m) => GatewayError::ResponseEncoding(m),
+    }
+}
+
+/// A backend that enforces the same deadline reports CANCELLED; the client asked for a deadline,
+/// so it hears DEADLINE_EXCEEDED.
+fn deadline_aware(e: InvokeError, timeout: Option<Duration>, started: Instant) -> GatewayError {
+    match (e, timeout) {
+        (InvokeError::Status(s), Some(t))
+            if s.code() == tonic::Code::Cancelled && started.elapsed() >= t =>
+        {
+            GatewayError::DeadlineExceeded(t)
+        }
+        (e, _) => invoke_error(e),
+    }
+}
+
+/// Ends a response stream with DEADLINE_EXCEEDED when the deadline passes.
+fn with_deadline(
+    messages: BoxStream<'static, Result<StreamItem, tonic::Status>>,
+    deadline: Instant,
+) -> BoxStream<'static, Result<StreamItem, tonic::Status>> {
+    async_stream::stream! {
+        let mut messages = messages;
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                item = messages.next() => match item {
+                    Some(item) => yield item,
+                    None => break,
+                },
+                _ = &mut sleep => {
+                    yield Err(tonic::Status::deadline_exceeded("deadline exceeded"));
+                    break;
+                }
+            }
+        }
+    }
+    .boxed()
+}
+
+/// A 200 JSON response with the call's metadata as headers.
+fn json_response(out: UnaryOutput) -> Response {
+    let mut resp = Response::new(Body::from(out.json));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response_headers(&out.metadata, resp.headers_mut());
+    resp
 }
 
 /// Media types a JSON route reads. `application/x-www-form-urlencoded` is what `curl -d` sends

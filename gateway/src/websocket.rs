@@ -1,0 +1,154 @@
+//! Bidirectional calls over WebSocket: one bare JSON message per frame each way. The call ends
+//! with close code 1000 when it succeeds, or with a final `{"error": <Status>}` frame and close
+//! code 1011 when it fails (a bad inbound message included).
+//!
+//! Inbound frames are read by their own task so that a backend waiting for the client to read
+//! never blocks the client's messages from reaching it, and the other way round.
+
+use crate::error::GatewayError;
+use crate::invoke::{CallMeta, Invoker, Output, StreamItem};
+use crate::status::status_json;
+use crate::wire::{EncodedMessage, StreamContext};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use prost_reflect::DescriptorPool;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+/// Inbound messages queued toward the backend before the socket stops being read.
+const INBOUND_QUEUE: usize = 16;
+
+/// What ended the inbound side.
+enum InboundEnd {
+    /// The client closed the socket or went away.
+    Closed,
+    /// The client sent a message that does not fit.
+    Bad(GatewayError),
+}
+
+async fn read_inbound(
+    mut source: futures::stream::SplitStream<WebSocket>,
+    ctx: StreamContext,
+    to_backend: mpsc::Sender<EncodedMessage>,
+) -> InboundEnd {
+    while let Some(frame) = source.next().await {
+        let encoded = match frame {
+            Ok(Message::Text(t)) => ctx.encode_json(t.as_bytes()),
+            Ok(Message::Binary(b)) => ctx.encode_json(&b),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) | Err(_) => break,
+        };
+        match encoded {
+            Ok(m) => {
+                if to_backend.send(m).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => return InboundEnd::Bad(e),
+        }
+    }
+    InboundEnd::Closed
+}
+
+async fn fail(sink: &mut SplitSink<WebSocket, Message>, status: serde_json::Value) {
+    let frame = serde_json::json!({ "error": status }).to_string();
+    let _ = sink.send(Message::Text(frame.into())).await;
+    let reason: String = status["message"]
+        .as_str()
+        .unwrap_or("")
+        .chars()
+        .take(120)
+        .collect();
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::ERROR,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+async fn finish(sink: &mut SplitSink<WebSocket, Message>) {
+    let close = CloseFrame {
+        code: close_code::NORMAL,
+        reason: Utf8Bytes::default(),
+    };
+    let _ = sink.send(Message::Close(Some(close))).await;
+}
+
+/// Runs one bidirectional call over an upgraded socket until either side ends it.
+pub async fn run(
+    socket: WebSocket,
+    invoker: Arc<dyn Invoker>,
+    channel: Channel,
+    meta: CallMeta,
+    ctx: StreamContext,
+    pool: DescriptorPool,
+) {
+    let (mut sink, source) = socket.split();
+    let (to_backend, requests) = mpsc::channel(INBOUND_QUEUE);
+    let (end_tx, mut end_rx) = oneshot::channel();
+    let reader = tokio::spawn(async move {
+        let _ = end_tx.send(read_inbound(source, ctx, to_backend).await);
+    });
+    let gateway_error = |e: GatewayError| e.to_json(&pool);
+    let call = invoker.bidi_streaming(
+        channel,
+        meta,
+        ReceiverStream::new(requests).boxed(),
+        Output::Json(None),
+    );
+    let reply = tokio::select! {
+        r = call => r,
+        end = &mut end_rx => {
+            if let Ok(InboundEnd::Bad(e)) = end {
+                fail(&mut sink, gateway_error(e)).await;
+            }
+            reader.abort();
+            return;
+        }
+    };
+    let mut messages = match reply {
+        Ok(reply) => reply.messages,
+        Err(e) => {
+            fail(&mut sink, gateway_error(crate::transcode::invoke_error(e))).await;
+            reader.abort();
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            // Every arm of this match leaves the loop, so the receiver is never polled again.
+            end = &mut end_rx => {
+                match end {
+                    Ok(InboundEnd::Bad(e)) => {
+                        fail(&mut sink, gateway_error(e)).await;
+                        break;
+                    }
+                    // The client left: dropping the call cancels it at the backend.
+                    _ => break,
+                }
+            }
+            item = messages.next() => match item {
+                Some(Ok(StreamItem::Message(json))) => {
+                    let text = String::from_utf8_lossy(&json).into_owned();
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(StreamItem::Trailers(_))) => {}
+                Some(Err(status)) => {
+                    fail(&mut sink, status_json(status.code(), status.message(), status.details(), &pool)).await;
+                    break;
+                }
+                None => {
+                    finish(&mut sink).await;
+                    break;
+                }
+            }
+        }
+    }
+    reader.abort();
+}
