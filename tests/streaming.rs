@@ -438,6 +438,10 @@ async fn bad_and_cancelled_uploads_leave_nothing_behind() {
         400,
         3,
     );
+    eventually("the gap upload is cleaned up", || {
+        leftovers(&sys).is_empty()
+    })
+    .await;
     let bad_line = format!("{}\nnot json\n", json!({"sequence": 0, "data": "AAAA"}));
     assert_status(
         &send(http().post(sys.url("/api/v1/uploads")).body(bad_line)).await,
@@ -445,6 +449,10 @@ async fn bad_and_cancelled_uploads_leave_nothing_behind() {
         3,
     );
 
+    eventually("the bad-line upload is cleaned up", || {
+        leftovers(&sys).is_empty()
+    })
+    .await;
     let too_big = send(
         http()
             .post(sys.url("/api/v1/uploads"))
@@ -459,28 +467,33 @@ async fn bad_and_cancelled_uploads_leave_nothing_behind() {
         too_big.1
     );
 
-    // A gRPC client that goes away mid-upload.
+    eventually("refused gateway uploads are cleaned up", || {
+        leftovers(&sys).is_empty()
+    })
+    .await;
+    // A gRPC client that cancels mid-upload (tonic's cancellation handle sends RST_STREAM).
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(chunk("c", 0)).await.unwrap();
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let cancel = req.cancellation_handle();
     let call = tokio::spawn({
         let mut client = client.clone();
-        async move {
-            client
-                .upload_chunks(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-        }
+        async move { client.upload_chunks(req).await }
     });
     eventually("the upload has started", || {
         leftovers(&sys).iter().any(|f| f.ends_with(".part"))
     })
     .await;
-    call.abort();
-    drop(tx);
+    cancel.cancel();
+    assert_eq!(
+        call.await.unwrap().unwrap_err().code(),
+        tonic::Code::Cancelled
+    );
     eventually("the cancelled upload is cleaned up", || {
         leftovers(&sys).is_empty()
     })
     .await;
-    assert!(leftovers(&sys).is_empty(), "{:?}", leftovers(&sys));
+    drop(tx);
 }
 
 /// ProcessBatch applies every operation and reports each failure without stopping.

@@ -372,7 +372,10 @@ where
     ) -> BoxFuture<'static, Result<UnaryOutput, InvokeError>> {
         let path = self.path.clone();
         Box::pin(async move {
-            let req = make_request(meta, requests);
+            let mut req = make_request(meta, requests);
+            // Dropping this future (a bad message, a client gone) must reset the stream, or the
+            // backend would wait for more and keep a half-done upload.
+            let _cancel = CancelOnDrop(Some(req.cancellation_handle()));
             let mut grpc = tonic::client::Grpc::new(channel);
             grpc.ready().await.map_err(not_ready)?;
             let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
@@ -393,7 +396,9 @@ where
     ) -> BoxFuture<'static, Result<MessageStream, InvokeError>> {
         let path = self.path.clone();
         Box::pin(async move {
-            let req = make_request(meta, requests);
+            let mut req = make_request(meta, requests);
+            // Lives as long as the response stream: dropping either ends the call at the backend.
+            let cancel = CancelOnDrop(Some(req.cancellation_handle()));
             let mut grpc = tonic::client::Grpc::new(channel);
             grpc.ready().await.map_err(not_ready)?;
             let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
@@ -402,11 +407,26 @@ where
                 Output::Json(field) => field,
                 Output::RawField(_) => None,
             };
+            let convert = move |m| {
+                let _ = &cancel;
+                json_item(m, &field)
+            };
             Ok(MessageStream {
                 headers,
-                messages: items(stream, move |m| json_item(m, &field)),
+                messages: items(stream, convert),
             })
         })
+    }
+}
+
+/// Resets a request stream (RST_STREAM) when dropped, unless it already ended cleanly.
+struct CancelOnDrop(Option<tonic::CancellationHandle>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.cancel();
+        }
     }
 }
 

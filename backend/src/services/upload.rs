@@ -99,7 +99,9 @@ impl UploadApi {
         let mut cleanup = Cleanup {
             paths: vec![part.clone()],
         };
-        let file = tokio::fs::File::create(&part).await?;
+        // Created synchronously (one quick syscall): with tokio::fs a cancellation could drop
+        // this future, and run the guard, before the background create had even happened.
+        let file = tokio::fs::File::from_std(std::fs::File::create(&part)?);
         let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
@@ -157,10 +159,6 @@ impl UploadApi {
         let file = out.into_inner();
         file.sync_all().await?;
         drop(file);
-        let fin = self.dir.join(&file_id);
-        tokio::fs::rename(&part, &fin).await?;
-        cleanup.paths.push(fin);
-        sync_dir(&self.dir).await?;
         let sha256 = hex::encode(hasher.finalize());
         let info = UploadInfo {
             file_id: file_id.clone(),
@@ -169,14 +167,32 @@ impl UploadApi {
             sha256: sha256.clone(),
             created_at: Some(Timestamp::now()),
         };
-        self.store.insert_upload(&info).await?;
+        // Every byte is here: committing runs to its end in its own task, so a cancellation
+        // now cannot leave a file without its record or a record without its file.
         cleanup.disarm();
+        let commit = self.clone().commit(part, info);
+        tokio::spawn(commit)
+            .await
+            .map_err(std::io::Error::other)??;
         Ok(UploadResult {
             file_id,
             size: size as i64,
             success: true,
             sha256,
         })
+    }
+
+    /// Moves a complete part file into place and records it; undoes both on failure.
+    async fn commit(self, part: PathBuf, info: UploadInfo) -> Result<(), ApiError> {
+        let fin = self.dir.join(&info.file_id);
+        let mut cleanup = Cleanup {
+            paths: vec![part.clone(), fin.clone()],
+        };
+        tokio::fs::rename(&part, &fin).await?;
+        sync_dir(&self.dir).await?;
+        self.store.insert_upload(&info).await?;
+        cleanup.disarm();
+        Ok(())
     }
 
     async fn process(
