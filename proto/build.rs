@@ -38,21 +38,15 @@ fn main() -> Result<(), BoxError> {
     // it writes is simply not included, those types come from EXTERN.
     let fds = compiler.file_descriptor_set();
     let packages: Vec<String> = {
-        let mut p: Vec<String> = fds
-            .file
-            .iter()
-            .map(|f| f.package().to_owned())
-            .filter(|p| p != "google.protobuf")
-            .collect();
+        let mut p: Vec<String> =
+            fds.file.iter().map(|f| f.package().to_owned()).filter(|p| p != "google.protobuf").collect();
         p.sort();
         p.dedup();
         p
     };
 
-    let mut builder = tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_well_known_types(true);
+    let mut builder =
+        tonic_prost_build::configure().build_client(true).build_server(true).compile_well_known_types(true);
     for (proto, rust) in EXTERN {
         builder = builder.extern_path(*proto, *rust);
     }
@@ -85,18 +79,12 @@ fn find_protos(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Box
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            if path
-                .file_name()
-                .is_some_and(|n| n == "src" || n == "target")
-            {
+            if path.file_name().is_some_and(|n| n == "src" || n == "target") {
                 continue;
             }
             find_protos(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e == "proto") {
-            let rel = path
-                .strip_prefix(root)?
-                .to_string_lossy()
-                .replace('\\', "/");
+            let rel = path.strip_prefix(root)?.to_string_lossy().replace('\\', "/");
             out.push(rel);
         }
     }
@@ -122,10 +110,7 @@ fn module_tree(packages: &[String]) -> String {
         let pad = "    ".repeat(depth);
         if let Some(p) = &node.package {
             let _ = writeln!(s, "{pad}include!(concat!(env!(\"OUT_DIR\"), \"/{p}.rs\"));");
-            let _ = writeln!(
-                s,
-                "{pad}include!(concat!(env!(\"OUT_DIR\"), \"/{p}.serde.rs\"));"
-            );
+            let _ = writeln!(s, "{pad}include!(concat!(env!(\"OUT_DIR\"), \"/{p}.serde.rs\"));");
         }
         for (name, child) in &node.children {
             let _ = writeln!(s, "{pad}pub mod {name} {{");
@@ -174,10 +159,7 @@ fn canonicalize_serde(code: &str, fds: &prost_types::FileDescriptorSet, package:
         let Some(start) = code.find(&anchor) else {
             continue;
         };
-        let end = start
-            + code[start..]
-                .find("struct_ser.end()")
-                .expect("struct_ser.end()");
+        let end = start + code[start..].find("struct_ser.end()").expect("struct_ser.end()");
         let mut block = code[start..end].to_owned();
         for f in &m.field {
             let rust = rust_field(f.name());
@@ -185,10 +167,7 @@ fn canonicalize_serde(code: &str, fds: &prost_types::FileDescriptorSet, package:
             let real_oneof = f.oneof_index.is_some() && !f.proto3_optional();
             let repeated = f.label() == Label::Repeated;
             let must = |block: &mut String, from: String, to: String| {
-                assert!(
-                    block.contains(&from),
-                    "pbjson output changed: {full}: {from}"
-                );
+                assert!(block.contains(&from), "pbjson output changed: {full}: {from}");
                 *block = block.replace(&from, &to);
             };
             match f.r#type() {
@@ -204,17 +183,13 @@ fn canonicalize_serde(code: &str, fds: &prost_types::FileDescriptorSet, package:
                         must(
                             &mut block,
                             format!("struct_ser.serialize_field(\"{json}\", v)?;"),
-                            format!(
-                                "struct_ser.serialize_field(\"{json}\", &crate::json::Float(v))?;"
-                            ),
+                            format!("struct_ser.serialize_field(\"{json}\", &crate::json::Float(v))?;"),
                         )
                     } else {
                         must(
                             &mut block,
                             format!("struct_ser.serialize_field(\"{json}\", &self.{rust})?;"),
-                            format!(
-                                "struct_ser.serialize_field(\"{json}\", &crate::json::Float(&self.{rust}))?;"
-                            ),
+                            format!("struct_ser.serialize_field(\"{json}\", &crate::json::Float(&self.{rust}))?;"),
                         )
                     }
                 }
@@ -229,18 +204,13 @@ fn canonicalize_serde(code: &str, fds: &prost_types::FileDescriptorSet, package:
 /// The Rust name prost gives a field.
 fn rust_field(name: &str) -> String {
     const KEYWORDS: &[&str] = &[
-        "as", "break", "const", "continue", "else", "enum", "false", "fn", "for", "if", "impl",
-        "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static",
-        "struct", "trait", "true", "type", "unsafe", "use", "where", "while", "async", "await",
-        "dyn", "abstract", "become", "box", "do", "final", "macro", "override", "priv", "typeof",
-        "unsized", "virtual", "yield", "try", "gen",
+        "as", "break", "const", "continue", "else", "enum", "false", "fn", "for", "if", "impl", "in", "let", "loop",
+        "match", "mod", "move", "mut", "pub", "ref", "return", "static", "struct", "trait", "true", "type", "unsafe",
+        "use", "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final", "macro",
+        "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
     ];
     let snake = snake(name);
-    if KEYWORDS.contains(&snake.as_str()) {
-        format!("r#{snake}")
-    } else {
-        snake
-    }
+    if KEYWORDS.contains(&snake.as_str()) { format!("r#{snake}") } else { snake }
 }
 
 /// The Rust path of a fully qualified proto type, as seen from outside this crate.
@@ -248,9 +218,7 @@ fn rust_type(full: &str, packages: &[String]) -> String {
     for (proto, rust) in EXTERN {
         if full == *proto || full.starts_with(&format!("{proto}.")) {
             let rest = &full[proto.len()..];
-            let rust = rust
-                .replace("crate::", "$crate::")
-                .replace("::pbjson_types", "$crate::pbjson_types");
+            let rust = rust.replace("crate::", "$crate::").replace("::pbjson_types", "$crate::pbjson_types");
             return format!("{rust}{}", rest.replace('.', "::"));
         }
     }
@@ -289,11 +257,7 @@ fn snake(s: &str) -> String {
 
 fn method_table(fds: &prost_types::FileDescriptorSet, packages: &[String]) -> String {
     let mut rows = String::new();
-    for file in fds
-        .file
-        .iter()
-        .filter(|f| packages.iter().any(|p| p == f.package()))
-    {
+    for file in fds.file.iter().filter(|f| packages.iter().any(|p| p == f.package())) {
         for service in &file.service {
             for m in &service.method {
                 let _ = writeln!(

@@ -3,11 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "Switchyard: a REST-to-gRPC migration kit",
-    args_conflicts_with_subcommands = true
-)]
+#[command(version, about = "Switchyard: a REST-to-gRPC migration kit", args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -23,14 +19,18 @@ enum Command {
     Backend(backend::Config),
     /// The REST/JSON gateway alone.
     Gateway(gateway::Config),
+    /// Print the OpenAPI 3.1 document of the gateway's routes (what openapi.yaml holds).
+    Openapi {
+        /// Print JSON instead of YAML.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -40,6 +40,15 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             tracing::info!(addr = %listener.local_addr()?, "backend listening");
             backend::run(listener, &config, backend::shutdown_signal()).await
+        }
+        Some(Command::Openapi { json }) => {
+            let doc = gateway::server::reference_document()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print!("{}", gateway::openapi::to_yaml(&doc));
+            }
+            Ok(())
         }
         Some(Command::Gateway(config)) => {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;

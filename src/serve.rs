@@ -9,21 +9,13 @@ use tokio_util::sync::CancellationToken;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Address of the gRPC backend.
-    #[arg(
-        long,
-        env = "SWITCHYARD_GRPC_LISTEN",
-        default_value = "127.0.0.1:50051"
-    )]
+    #[arg(long, env = "SWITCHYARD_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: SocketAddr,
     /// Address of the REST/JSON gateway.
     #[arg(long, env = "SWITCHYARD_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
     /// Database URL: sqlite://PATH (created when missing).
-    #[arg(
-        long,
-        env = "SWITCHYARD_DATABASE",
-        default_value = "sqlite://data/switchyard.db"
-    )]
+    #[arg(long, env = "SWITCHYARD_DATABASE", default_value = "sqlite://data/switchyard.db")]
     pub database: String,
     /// Folder for uploaded files (created when missing).
     #[arg(long, env = "SWITCHYARD_UPLOAD_DIR", default_value = "data/uploads")]
@@ -63,10 +55,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_upload_size: args.max_upload_size,
     };
     let backend = backend::Backend::open(&backend_config).await?;
-    let gateway_config = gateway::Config {
-        listen: http_addr,
-        ..gateway::Config::for_backend(format!("http://{grpc_addr}"))
-    };
+    let gateway_config =
+        gateway::Config { listen: http_addr, ..gateway::Config::for_backend(format!("http://{grpc_addr}")) };
 
     let stop = CancellationToken::new();
     let b = tokio::spawn(backend.serve(grpc_listener, stop.clone().cancelled_owned()));

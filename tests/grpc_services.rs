@@ -10,11 +10,8 @@ use futures::StreamExt;
 #[tokio::test]
 async fn reflection_v1_and_v1alpha_list_every_service() {
     let sys = System::start().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", sys.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", sys.grpc)).unwrap().connect().await.unwrap();
 
     use tonic_reflection::pb::v1::{
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
@@ -25,13 +22,8 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut stream = v1
-        .server_reflection_info(futures::stream::iter([req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        stream.next().await.unwrap().unwrap().message_response
+    let mut stream = v1.server_reflection_info(futures::stream::iter([req])).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = stream.next().await.unwrap().unwrap().message_response
     else {
         panic!("no service list")
     };
@@ -44,45 +36,28 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
         "types.v1.TypesService",
         "user.v1.UserService",
     ] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
-        );
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
 
     use tonic_reflection::pb::v1alpha as alpha;
     let mut old = alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
     let req = alpha::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(
-            alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
-                "user.v1.UserService".into(),
-            ),
-        ),
+        message_request: Some(alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+            "user.v1.UserService".into(),
+        )),
     };
-    let mut stream = old
-        .server_reflection_info(futures::stream::iter([req]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = old.server_reflection_info(futures::stream::iter([req])).await.unwrap().into_inner();
     let resp = stream.next().await.unwrap().unwrap();
     assert!(matches!(
         resp.message_response,
         Some(alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()
     ));
 
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     let mut health = HealthClient::new(channel);
     for service in ["", "user.v1.UserService", "types.v1.TypesService"] {
-        let got = health
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let got = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(got.status(), ServingStatus::Serving, "{service:?}");
     }
 }

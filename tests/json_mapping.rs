@@ -16,17 +16,14 @@ async fn scalars_round_trip() {
         "sint64Field": "-8", "fixed32Field": 9, "fixed64Field": "10", "boolField": true,
         "stringField": "héllo ✓", "bytesField": "AAEC/w=="
     });
-    let (status, got) = send(
-        http()
-            .post(sys.url("/api/v1/types/scalars:echo"))
-            .json(&sent),
-    )
-    .await;
+    let (status, got) = send(http().post(sys.url("/api/v1/types/scalars:echo")).json(&sent)).await;
     assert_eq!((status, &got), (200, &sent));
 
     // Proto names and numbers-as-strings in, canonical out.
     let (status, got) = send(
-        http().post(sys.url("/api/v1/types/scalars:echo")).json(&json!({"int32_field": "5", "int64_field": 6, "double_field": "NaN", "float_field": "-Infinity"})),
+        http()
+            .post(sys.url("/api/v1/types/scalars:echo"))
+            .json(&json!({"int32_field": "5", "int64_field": 6, "double_field": "NaN", "float_field": "-Infinity"})),
     )
     .await;
     assert_eq!(status, 200, "{got}");
@@ -54,14 +51,7 @@ async fn scalars_round_trip() {
             &got["stringField"],
             &got["doubleField"]
         ),
-        (
-            &json!("-3"),
-            &json!("4"),
-            &json!(true),
-            &json!("AAEC/w=="),
-            &json!("a b"),
-            &json!("Infinity")
-        )
+        (&json!("-3"), &json!("4"), &json!(true), &json!("AAEC/w=="), &json!("a b"), &json!("Infinity"))
     );
 }
 
@@ -69,14 +59,10 @@ async fn scalars_round_trip() {
 #[tokio::test]
 async fn well_known_types_round_trip() {
     let sys = System::start().await;
-    let (status, got) = send(
-        http()
-            .post(sys.url("/api/v1/types/events:echo"))
-            .json(&json!({
-                "id": "e1", "createdAt": "2024-02-29T23:59:59.123+01:00", "duration": "1.5s",
-                "name": "launch", "count": 0, "status": {}
-            })),
-    )
+    let (status, got) = send(http().post(sys.url("/api/v1/types/events:echo")).json(&json!({
+        "id": "e1", "createdAt": "2024-02-29T23:59:59.123+01:00", "duration": "1.5s",
+        "name": "launch", "count": 0, "status": {}
+    })))
     .await;
     assert_eq!(status, 200, "{got}");
     assert_eq!(
@@ -85,37 +71,26 @@ async fn well_known_types_round_trip() {
                "name": "launch", "count": 0, "status": {}})
     );
     // Null wrappers and unset messages come back as null.
-    let (status, got) = send(
-        http()
-            .post(sys.url("/api/v1/types/events:echo"))
-            .json(&json!({"id": "e2", "name": null, "count": null})),
-    )
-    .await;
+    let (status, got) =
+        send(http().post(sys.url("/api/v1/types/events:echo")).json(&json!({"id": "e2", "name": null, "count": null})))
+            .await;
     assert_eq!(status, 200);
     assert_eq!(
         got,
         json!({"id": "e2", "createdAt": null, "duration": null, "name": null, "count": null, "status": null})
     );
     // From the path and the query string.
-    let (status, got) = send(http().get(sys.url(
-        "/api/v1/types/events/e%203?createdAt=1970-01-01T00:00:01Z&duration=-2s&name=&count=-4",
-    )))
+    let (status, got) = send(
+        http().get(sys.url("/api/v1/types/events/e%203?createdAt=1970-01-01T00:00:01Z&duration=-2s&name=&count=-4")),
+    )
     .await;
     assert_eq!(status, 200, "{got}");
     assert_eq!(
         got,
         json!({"id": "e 3", "createdAt": "1970-01-01T00:00:01Z", "duration": "-2s", "name": "", "count": -4, "status": null})
     );
-    for bad in [
-        json!({"createdAt": "yesterday"}),
-        json!({"duration": "soon"}),
-        json!({"count": "x"}),
-    ] {
-        assert_status(
-            &send(http().post(sys.url("/api/v1/types/events:echo")).json(&bad)).await,
-            400,
-            3,
-        );
+    for bad in [json!({"createdAt": "yesterday"}), json!({"duration": "soon"}), json!({"count": "x"})] {
+        assert_status(&send(http().post(sys.url("/api/v1/types/events:echo")).json(&bad)).await, 400, 3);
     }
 }
 
@@ -129,10 +104,7 @@ async fn oneofs_enums_and_field_bodies() {
     })))
     .await;
     assert_eq!(status, 200, "{got}");
-    assert_eq!(
-        got.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["order"]
-    );
+    assert_eq!(got.as_object().unwrap().keys().collect::<Vec<_>>(), ["order"]);
     assert_eq!(got["order"]["status"], "ORDER_STATUS_PAID");
     assert_eq!(got["order"]["items"][0]["name"], "");
 
@@ -142,32 +114,24 @@ async fn oneofs_enums_and_field_bodies() {
             .json(&json!({"error": {"code": 5, "message": "m", "field": "f"}})),
     )
     .await;
-    assert_eq!(
-        (status, got),
-        (
-            200,
-            json!({"error": {"code": 5, "message": "m", "field": "f"}})
-        )
-    );
+    assert_eq!((status, got), (200, json!({"error": {"code": 5, "message": "m", "field": "f"}})));
 
-    let (status, got) = send(http().put(sys.url("/api/v1/types/responses/user")).json(&json!({"name": "Only", "status": "USER_STATUS_SUSPENDED", "roles": ["a"], "metadata": {"k": "v"}}))).await;
+    let (status, got) = send(
+        http()
+            .put(sys.url("/api/v1/types/responses/user"))
+            .json(&json!({"name": "Only", "status": "USER_STATUS_SUSPENDED", "roles": ["a"], "metadata": {"k": "v"}})),
+    )
+    .await;
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["name"], "Only");
     assert_eq!(got["status"], "USER_STATUS_SUSPENDED");
     assert_eq!(got["metadata"], json!({"k": "v"}));
     assert!(got.get("user").is_none());
 
-    let two = send(
-        http()
-            .post(sys.url("/api/v1/types/responses:echo"))
-            .json(&json!({"user": {}, "error": {}})),
-    )
-    .await;
+    let two = send(http().post(sys.url("/api/v1/types/responses:echo")).json(&json!({"user": {}, "error": {}}))).await;
     assert_status(&two, 400, 3);
     let bad_enum = send(
-        http()
-            .post(sys.url("/api/v1/types/responses:echo"))
-            .json(&json!({"order": {"status": "SHIPPED_YESTERDAY"}})),
+        http().post(sys.url("/api/v1/types/responses:echo")).json(&json!({"order": {"status": "SHIPPED_YESTERDAY"}})),
     )
     .await;
     assert_status(&bad_enum, 400, 3);

@@ -11,12 +11,8 @@ use serde_json::json;
 #[tokio::test]
 async fn backend_down_then_restarted_on_the_same_file() {
     let mut sys = System::start().await;
-    let (status, user) = send(
-        http()
-            .post(sys.url("/api/v1/users"))
-            .json(&json!({"name": "Kept", "email": "kept@example.com"})),
-    )
-    .await;
+    let (status, user) =
+        send(http().post(sys.url("/api/v1/users")).json(&json!({"name": "Kept", "email": "kept@example.com"}))).await;
     assert_eq!(status, 200);
     let id = user["id"].as_str().unwrap().to_owned();
 
@@ -24,11 +20,7 @@ async fn backend_down_then_restarted_on_the_same_file() {
     let down = send(http().get(sys.url(&format!("/api/v1/users/{id}")))).await;
     assert_status(&down, 503, 14);
     assert_status(&send(http().get(sys.url("/no/such/route"))).await, 404, 5);
-    assert_status(
-        &send(http().post(sys.url("/api/v1/users")).body("{")).await,
-        400,
-        3,
-    );
+    assert_status(&send(http().post(sys.url("/api/v1/users")).body("{")).await, 400, 3);
 
     sys.restart_backend().await;
     let mut last = None;
@@ -56,50 +48,27 @@ async fn malformed_input_is_a_client_error() {
         (http().post(&users).json(&json!({"age": "old"})), 400),
         (http().post(&users).json(&json!({"age": 1e99})), 400),
         (http().post(&users).json(&json!({"age": 1.5})), 400),
-        (
-            http()
-                .post(&users)
-                .body(b"{\"name\": \"\xff\xfe\"}".to_vec()),
-            400,
-        ),
-        (
-            http()
-                .post(&users)
-                .header("Content-Type", "application/xml")
-                .body("<user/>"),
-            415,
-        ),
+        (http().post(&users).body(b"{\"name\": \"\xff\xfe\"}".to_vec()), 400),
+        (http().post(&users).header("Content-Type", "application/xml").body("<user/>"), 415),
         (http().post(&users).body(vec![b' '; 5 * 1024 * 1024]), 413),
         (http().get(sys.url("/api/v1/users/%ZZ")), 400),
         (http().get(sys.url("/api/v1/users/%C3%28")), 400),
         (http().get(sys.url("/api/v1/users?page_size=%FF")), 400),
-        (
-            http().get(sys.url("/api/v1/users?page_size=1&page_size=2")),
-            400,
-        ),
+        (http().get(sys.url("/api/v1/users?page_size=1&page_size=2")), 400),
         (http().get(sys.url("/api/v1/nothing")), 404),
         (http().get(sys.url("/")), 404),
         (http().put(&users), 405),
         (http().get(&users).header("Grpc-Timeout", "soon"), 400),
-        (
-            http().get(&users).header("Grpc-Metadata-Trace-Bin", "!!!"),
-            400,
-        ),
+        (http().get(&users).header("Grpc-Metadata-Trace-Bin", "!!!"), 400),
     ];
     for (req, want) in cases {
         let req = req.build().unwrap();
         let what = format!("{} {}", req.method(), req.url());
         let resp = http().execute(req).await.unwrap();
         let status = resp.status().as_u16();
-        let body: serde_json::Value = resp
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
+        let body: serde_json::Value = resp.json().await.unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
         assert_eq!(status, want, "{what}: {body}");
-        assert!(
-            body["code"].as_i64().is_some() && body["message"].is_string(),
-            "{what}: {body}"
-        );
+        assert!(body["code"].as_i64().is_some() && body["message"].is_string(), "{what}: {body}");
     }
 }
 
@@ -108,18 +77,8 @@ async fn malformed_input_is_a_client_error() {
 #[tokio::test]
 async fn deadlines() {
     let sys = System::start().await;
-    let expired = send(
-        http()
-            .get(sys.url("/api/v1/users"))
-            .header("Grpc-Timeout", "0m"),
-    )
-    .await;
+    let expired = send(http().get(sys.url("/api/v1/users")).header("Grpc-Timeout", "0m")).await;
     assert_status(&expired, 504, 4);
-    let (status, _) = send(
-        http()
-            .get(sys.url("/api/v1/users"))
-            .header("Grpc-Timeout", "10S"),
-    )
-    .await;
+    let (status, _) = send(http().get(sys.url("/api/v1/users")).header("Grpc-Timeout", "10S")).await;
     assert_eq!(status, 200);
 }

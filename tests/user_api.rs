@@ -7,12 +7,8 @@ use serde_json::json;
 use switchyard_proto::user::v1::GetUserRequest;
 
 async fn create(sys: &System, name: &str, email: &str, age: i32) -> serde_json::Value {
-    let (status, body) = send(
-        http()
-            .post(sys.url("/api/v1/users"))
-            .json(&json!({"name": name, "email": email, "age": age})),
-    )
-    .await;
+    let (status, body) =
+        send(http().post(sys.url("/api/v1/users")).json(&json!({"name": name, "email": email, "age": age}))).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -30,14 +26,7 @@ async fn crud_through_the_gateway() {
     assert_eq!(user["roles"], json!([]));
     assert_eq!(user["metadata"], json!({}));
     assert_eq!(user["createdAt"]["timezone"], "UTC");
-    assert!(
-        user["createdAt"]["timestamp"]
-            .as_str()
-            .unwrap()
-            .parse::<i64>()
-            .unwrap()
-            > 1_600_000_000
-    );
+    assert!(user["createdAt"]["timestamp"].as_str().unwrap().parse::<i64>().unwrap() > 1_600_000_000);
 
     let (status, got) = send(http().get(sys.url(&format!("/api/v1/users/{id}")))).await;
     assert_eq!((status, &got), (200, &user));
@@ -58,55 +47,32 @@ async fn crud_through_the_gateway() {
 #[tokio::test]
 async fn patch_with_and_without_update_mask() {
     let sys = System::start().await;
-    let id = create(&sys, "Grace", "grace@example.com", 45).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create(&sys, "Grace", "grace@example.com", 45).await["id"].as_str().unwrap().to_owned();
     let url = sys.url(&format!("/api/v1/users/{id}"));
 
     let (status, u) = send(http().patch(&url).json(&json!({"age": 0}))).await;
     assert_eq!(status, 200, "{u}");
-    assert_eq!(
-        (u["age"].clone(), u["name"].clone()),
-        (json!(0), json!("Grace"))
-    );
+    assert_eq!((u["age"].clone(), u["name"].clone()), (json!(0), json!("Grace")));
 
-    let (status, u) = send(http().patch(&url).json(
-        &json!({"name": "Grace Hopper", "email": "ignored@example.com", "updateMask": "name"}),
-    ))
+    let (status, u) = send(
+        http().patch(&url).json(&json!({"name": "Grace Hopper", "email": "ignored@example.com", "updateMask": "name"})),
+    )
     .await;
     assert_eq!(status, 200, "{u}");
     assert_eq!(u["name"], "Grace Hopper");
     assert_eq!(u["email"], "grace@example.com");
 
     // Proto field names are accepted in the body too.
-    let (status, u) = send(
-        http()
-            .patch(&url)
-            .json(&json!({"email": "hopper@example.com", "update_mask": "email"})),
-    )
-    .await;
-    assert_eq!(
-        (status, u["email"].clone()),
-        (200, json!("hopper@example.com"))
-    );
+    let (status, u) =
+        send(http().patch(&url).json(&json!({"email": "hopper@example.com", "update_mask": "email"}))).await;
+    assert_eq!((status, u["email"].clone()), (200, json!("hopper@example.com")));
 
-    let bad = send(
-        http()
-            .patch(&url)
-            .json(&json!({"name": "x", "updateMask": "id"})),
-    )
-    .await;
+    let bad = send(http().patch(&url).json(&json!({"name": "x", "updateMask": "id"}))).await;
     assert_status(&bad, 400, 3);
     let bad = send(http().patch(&url).json(&json!({"age": 151}))).await;
     assert_status(&bad, 400, 3);
     assert_eq!(bad.1["details"][0]["fieldViolations"][0]["field"], "age");
-    let missing = send(
-        http()
-            .patch(sys.url("/api/v1/users/nope"))
-            .json(&json!({"age": 3})),
-    )
-    .await;
+    let missing = send(http().patch(sys.url("/api/v1/users/nope")).json(&json!({"age": 3}))).await;
     assert_status(&missing, 404, 5);
 }
 
@@ -114,30 +80,16 @@ async fn patch_with_and_without_update_mask() {
 #[tokio::test]
 async fn validation_errors_name_each_field() {
     let sys = System::start().await;
-    let got = send(
-        http()
-            .post(sys.url("/api/v1/users"))
-            .json(&json!({"name": " ", "email": "nope", "age": -1})),
-    )
-    .await;
+    let got = send(http().post(sys.url("/api/v1/users")).json(&json!({"name": " ", "email": "nope", "age": -1}))).await;
     assert_status(&got, 400, 3);
     let d = &got.1["details"][0];
     assert_eq!(d["@type"], "type.googleapis.com/google.rpc.BadRequest");
-    let fields: Vec<&str> = d["fieldViolations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> =
+        d["fieldViolations"].as_array().unwrap().iter().map(|v| v["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["name", "email", "age"]);
 
     create(&sys, "A", "dup@example.com", 1).await;
-    let dup = send(
-        http()
-            .post(sys.url("/api/v1/users"))
-            .json(&json!({"name": "B", "email": "DUP@example.com"})),
-    )
-    .await;
+    let dup = send(http().post(sys.url("/api/v1/users")).json(&json!({"name": "B", "email": "DUP@example.com"}))).await;
     assert_status(&dup, 409, 6);
 }
 
@@ -147,51 +99,27 @@ async fn paging_through_list_users() {
     let sys = System::start().await;
     let mut want = Vec::new();
     for n in 0..7 {
-        want.push(
-            create(&sys, &format!("U{n}"), &format!("u{n}@example.com"), n).await["id"].clone(),
-        );
+        want.push(create(&sys, &format!("U{n}"), &format!("u{n}@example.com"), n).await["id"].clone());
     }
     let mut got = Vec::new();
     let mut token = String::new();
     let mut pages = 0;
     loop {
         // Proto and lowerCamelCase names both work in the query.
-        let q = if pages % 2 == 0 {
-            "page_size=3&page_token="
-        } else {
-            "pageSize=3&pageToken="
-        };
+        let q = if pages % 2 == 0 { "page_size=3&page_token=" } else { "pageSize=3&pageToken=" };
         let (status, page) = send(http().get(sys.url(&format!("/api/v1/users?{q}{token}")))).await;
         assert_eq!(status, 200, "{page}");
         pages += 1;
-        got.extend(
-            page["users"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["id"].clone()),
-        );
+        got.extend(page["users"].as_array().unwrap().iter().map(|u| u["id"].clone()));
         token = page["nextPageToken"].as_str().unwrap().to_owned();
         if token.is_empty() {
             break;
         }
     }
     assert_eq!((got, pages), (want, 3));
-    assert_status(
-        &send(http().get(sys.url("/api/v1/users?pageSize=-1"))).await,
-        400,
-        3,
-    );
-    assert_status(
-        &send(http().get(sys.url("/api/v1/users?pageToken=garbage"))).await,
-        400,
-        3,
-    );
-    assert_status(
-        &send(http().get(sys.url("/api/v1/users?pageSize=ten"))).await,
-        400,
-        3,
-    );
+    assert_status(&send(http().get(sys.url("/api/v1/users?pageSize=-1"))).await, 400, 3);
+    assert_status(&send(http().get(sys.url("/api/v1/users?pageToken=garbage"))).await, 400, 3);
+    assert_status(&send(http().get(sys.url("/api/v1/users?pageSize=ten"))).await, 400, 3);
     let (status, big) = send(http().get(sys.url("/api/v1/users?pageSize=5000"))).await;
     assert_eq!((status, big["users"].as_array().unwrap().len()), (200, 7));
 }
@@ -202,13 +130,8 @@ async fn same_user_over_rest_and_grpc() {
     let sys = System::start().await;
     let rest = create(&sys, "Linus", "linus@example.com", 55).await;
     let mut client = sys.user_client().await;
-    let grpc = client
-        .get_user(GetUserRequest {
-            user_id: rest["id"].as_str().unwrap().into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let grpc =
+        client.get_user(GetUserRequest { user_id: rest["id"].as_str().unwrap().into() }).await.unwrap().into_inner();
     assert_eq!(serde_json::to_value(&grpc).unwrap(), rest);
 
     let made = client
@@ -226,11 +149,7 @@ async fn same_user_over_rest_and_grpc() {
 
     // The native client sees the same error details the REST client does.
     let err = client
-        .create_user(switchyard_proto::user::v1::CreateUserRequest {
-            name: "".into(),
-            email: "x".into(),
-            age: 1,
-        })
+        .create_user(switchyard_proto::user::v1::CreateUserRequest { name: "".into(), email: "x".into(), age: 1 })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -244,10 +163,7 @@ async fn same_user_over_rest_and_grpc() {
 #[tokio::test]
 async fn h2c_request_ids_and_headers() {
     let sys = System::start().await;
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
     let resp = h2
         .post(sys.url("/api/v1/users"))
         .header("X-Request-Id", "req-123")

@@ -7,18 +7,10 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Config {
     /// Address the gRPC server listens on (HTTP/2, plaintext).
-    #[arg(
-        long,
-        env = "SWITCHYARD_BACKEND_LISTEN",
-        default_value = "127.0.0.1:50051"
-    )]
+    #[arg(long, env = "SWITCHYARD_BACKEND_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
     /// Database URL: sqlite://PATH (the file and its folder are created when missing).
-    #[arg(
-        long,
-        env = "SWITCHYARD_DATABASE",
-        default_value = "sqlite://data/switchyard.db"
-    )]
+    #[arg(long, env = "SWITCHYARD_DATABASE", default_value = "sqlite://data/switchyard.db")]
     pub database: String,
     /// Folder for uploaded files (created when missing).
     #[arg(long, env = "SWITCHYARD_UPLOAD_DIR", default_value = "data/uploads")]
@@ -53,13 +45,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "MiB" | "M" | "MB" => 1 << 20,
         "GiB" | "G" | "GB" => 1 << 30,
         _ => {
-            return Err(format!(
-                "invalid size unit in {text:?}: use KiB, MiB or GiB"
-            ));
+            return Err(format!("invalid size unit in {text:?}: use KiB, MiB or GiB"));
         }
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {text:?} is too large"))
+    n.checked_mul(mult).ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 #[cfg(test)]

@@ -35,11 +35,7 @@ pub enum ApiError {
 }
 
 fn describe(violations: &[Violation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
+    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
 }
 
 impl From<ApiError> for Status {
@@ -92,20 +88,13 @@ impl Validator {
     /// Records a violation when `ok` is false.
     pub fn check(&mut self, ok: bool, field: &str, description: impl Into<String>) -> &mut Self {
         if !ok {
-            self.violations.push(Violation {
-                field: field.to_owned(),
-                description: description.into(),
-            });
+            self.violations.push(Violation { field: field.to_owned(), description: description.into() });
         }
         self
     }
 
     /// `Err(ApiError::Invalid)` when anything was recorded.
     pub fn finish(&mut self) -> Result<(), ApiError> {
-        if self.violations.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Invalid(std::mem::take(&mut self.violations)))
-        }
+        if self.violations.is_empty() { Ok(()) } else { Err(ApiError::Invalid(std::mem::take(&mut self.violations))) }
     }
 }

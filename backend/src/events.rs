@@ -64,10 +64,7 @@ impl Drop for TopicGuard {
     fn drop(&mut self) {
         let mut topics = self.topics.lock().expect("topic map lock");
         // Fields drop in declaration order: the subscription's receiver is already gone here.
-        if topics
-            .get(&self.topic)
-            .is_some_and(|tx| tx.receiver_count() == 0)
-        {
+        if topics.get(&self.topic).is_some_and(|tx| tx.receiver_count() == 0) {
             topics.remove(&self.topic);
         }
     }
@@ -83,10 +80,7 @@ pub struct InProcessBus {
 impl InProcessBus {
     /// A bus whose subscribers each buffer up to `capacity` messages.
     pub fn new(capacity: usize) -> Self {
-        InProcessBus {
-            topics: Arc::default(),
-            capacity,
-        }
+        InProcessBus { topics: Arc::default(), capacity }
     }
 }
 
@@ -101,15 +95,10 @@ impl EventBus for InProcessBus {
 
     fn subscribe(&self, topic: &str) -> Subscription {
         let mut topics = self.topics.lock().expect("topic map lock");
-        let tx = topics
-            .entry(topic.to_owned())
-            .or_insert_with(|| broadcast::channel(self.capacity).0);
+        let tx = topics.entry(topic.to_owned()).or_insert_with(|| broadcast::channel(self.capacity).0);
         Subscription {
             rx: tx.subscribe(),
-            _guard: Some(TopicGuard {
-                topics: self.topics.clone(),
-                topic: topic.to_owned(),
-            }),
+            _guard: Some(TopicGuard { topics: self.topics.clone(), topic: topic.to_owned() }),
         }
     }
 

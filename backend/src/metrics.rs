@@ -20,10 +20,7 @@ impl RequestCounts {
     pub fn new<'a>(services: impl IntoIterator<Item = &'a str>) -> Self {
         RequestCounts {
             total: AtomicU64::new(0),
-            per_service: services
-                .into_iter()
-                .map(|s| (s.to_owned(), AtomicU64::new(0)))
-                .collect(),
+            per_service: services.into_iter().map(|s| (s.to_owned(), AtomicU64::new(0))).collect(),
         }
     }
 
@@ -43,9 +40,7 @@ impl RequestCounts {
 
     /// Requests to one service so far; `None` for a service that is not served.
     pub fn service(&self, name: &str) -> Option<u64> {
-        self.per_service
-            .get(name)
-            .map(|c| c.load(Ordering::Relaxed))
+        self.per_service.get(name).map(|c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -56,10 +51,7 @@ pub struct CountLayer(pub Arc<RequestCounts>);
 impl<S> tower::Layer<S> for CountLayer {
     type Service = Counted<S>;
     fn layer(&self, inner: S) -> Counted<S> {
-        Counted {
-            inner,
-            counts: self.0.clone(),
-        }
+        Counted { inner, counts: self.0.clone() }
     }
 }
 
@@ -104,11 +96,7 @@ pub fn resident_bytes(pid: &str) -> u64 {
     let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
         return 0;
     };
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * u64::try_from(page).unwrap_or(4096)
@@ -122,10 +110,7 @@ pub struct CpuMeter {
 
 impl Default for CpuMeter {
     fn default() -> Self {
-        CpuMeter {
-            last_cpu: cpu_seconds(),
-            last_at: Instant::now(),
-        }
+        CpuMeter { last_cpu: cpu_seconds(), last_at: Instant::now() }
     }
 }
 
@@ -135,11 +120,7 @@ impl CpuMeter {
         let cpu = cpu_seconds();
         let now = Instant::now();
         let wall = now.duration_since(self.last_at).as_secs_f64();
-        let pct = if wall > 0.0 {
-            (cpu - self.last_cpu) / wall * 100.0
-        } else {
-            0.0
-        };
+        let pct = if wall > 0.0 { (cpu - self.last_cpu) / wall * 100.0 } else { 0.0 };
         self.last_cpu = cpu;
         self.last_at = now;
         pct.max(0.0)

@@ -3,9 +3,7 @@
 use crate::config::Config;
 use crate::events::{EventBus, InProcessBus};
 use crate::metrics::{CountLayer, RequestCounts};
-use crate::services::{
-    chat::ChatApi, order::OrderApi, types::TypesApi, upload::UploadApi, user::UserApi,
-};
+use crate::services::{chat::ChatApi, order::OrderApi, types::TypesApi, upload::UploadApi, user::UserApi};
 use crate::store::{SqliteStore, Store};
 use std::future::Future;
 use std::sync::Arc;
@@ -56,11 +54,7 @@ impl Backend {
     }
 
     /// Serves gRPC on `listener` until `shutdown` resolves, then drains in-flight calls.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> anyhow::Result<()> {
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<UserServiceServer<UserApi>>().await;
         health.set_serving::<OrderServiceServer<OrderApi>>().await;
@@ -73,20 +67,14 @@ impl Backend {
                 .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(
-                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-                )
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         };
         let reflection_v1 = reflection().build_v1()?;
         // grpcurl 1.8 and other older clients only speak v1alpha.
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let bus: Arc<dyn EventBus> = self.bus.clone();
-        let uploads = UploadApi::new(
-            self.store.clone(),
-            self.config.upload_dir.clone(),
-            self.config.max_upload_size,
-        )?;
+        let uploads = UploadApi::new(self.store.clone(), self.config.upload_dir.clone(), self.config.max_upload_size)?;
         // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         Server::builder()
@@ -96,16 +84,9 @@ impl Backend {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(UserServiceServer::new(UserApi::new(self.store.clone())))
-            .add_service(OrderServiceServer::new(OrderApi::new(
-                self.store.clone(),
-                bus.clone(),
-            )))
+            .add_service(OrderServiceServer::new(OrderApi::new(self.store.clone(), bus.clone())))
             .add_service(UploadServiceServer::new(uploads))
-            .add_service(ChatServiceServer::new(ChatApi::new(
-                self.store.clone(),
-                bus,
-                self.counts.clone(),
-            )))
+            .add_service(ChatServiceServer::new(ChatApi::new(self.store.clone(), bus, self.counts.clone())))
             .add_service(TypesServiceServer::new(TypesApi))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;

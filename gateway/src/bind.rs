@@ -39,16 +39,12 @@ pub fn is_scalar_wrapper(m: &MessageDescriptor) -> bool {
 
 /// Well-known messages whose JSON form is a single string.
 fn is_string_wkt(m: &MessageDescriptor) -> bool {
-    matches!(
-        m.full_name(),
-        "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask"
-    )
+    matches!(m.full_name(), "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask")
 }
 
 /// Finds a field by its proto name or its JSON name (both are accepted in requests).
 pub fn field_by_any_name(msg: &MessageDescriptor, name: &str) -> Option<FieldDescriptor> {
-    msg.get_field_by_name(name)
-        .or_else(|| msg.get_field_by_json_name(name))
+    msg.get_field_by_name(name).or_else(|| msg.get_field_by_json_name(name))
 }
 
 /// Converts one textual value (from the path or the query) into the JSON its field type takes.
@@ -64,14 +60,12 @@ pub fn text_to_json(kind: &Kind, text: &str) -> Result<Value, String> {
                 .map(Value::Number)
                 .ok_or_else(|| format!("{text:?} is not a number")),
         },
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => num(text
-            .parse::<i32>()
-            .map(Value::from)
-            .map_err(|_| format!("{text:?} is not a 32-bit integer"))),
-        Kind::Uint32 | Kind::Fixed32 => text
-            .parse::<u32>()
-            .map(Value::from)
-            .map_err(|_| format!("{text:?} is not an unsigned 32-bit integer")),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            num(text.parse::<i32>().map(Value::from).map_err(|_| format!("{text:?} is not a 32-bit integer")))
+        }
+        Kind::Uint32 | Kind::Fixed32 => {
+            text.parse::<u32>().map(Value::from).map_err(|_| format!("{text:?} is not an unsigned 32-bit integer"))
+        }
         // 64-bit integers travel as strings in proto3 JSON.
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => text
             .parse::<i64>()
@@ -103,16 +97,13 @@ pub fn text_to_json(kind: &Kind, text: &str) -> Result<Value, String> {
             }
         }
         Kind::Message(m) if is_scalar_wrapper(m) => {
-            let inner = m
-                .get_field_by_name("value")
-                .expect("wrappers have a value field");
+            let inner = m.get_field_by_name("value").expect("wrappers have a value field");
             text_to_json(&inner.kind(), text)
         }
         Kind::Message(m) if is_string_wkt(m) => Ok(Value::String(text.to_owned())),
-        Kind::Message(m) => Err(format!(
-            "is a {} message; bind its fields one by one (field.subfield=value)",
-            m.full_name()
-        )),
+        Kind::Message(m) => {
+            Err(format!("is a {} message; bind its fields one by one (field.subfield=value)", m.full_name()))
+        }
     }
 }
 
@@ -125,9 +116,7 @@ fn set_at(obj: &mut Object, chain: &[FieldDescriptor], value: Value) {
         if f.name() != f.json_name() {
             cur.remove(f.name());
         }
-        let slot = cur
-            .entry(f.json_name().to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
+        let slot = cur.entry(f.json_name().to_owned()).or_insert_with(|| Value::Object(Map::new()));
         if !slot.is_object() {
             *slot = Value::Object(Map::new());
         }
@@ -195,18 +184,11 @@ pub fn bind_query(
             };
             if i + 1 < parts.len() {
                 match f.kind() {
-                    Kind::Message(m)
-                        if !f.is_list()
-                            && !f.is_map()
-                            && !is_scalar_wrapper(&m)
-                            && !is_string_wkt(&m) =>
-                    {
+                    Kind::Message(m) if !f.is_list() && !f.is_map() && !is_scalar_wrapper(&m) && !is_string_wkt(&m) => {
                         cur = m
                     }
                     _ => {
-                        return Err(bad(format!(
-                            "query parameter {key:?}: {p:?} has no subfields"
-                        )));
+                        return Err(bad(format!("query parameter {key:?}: {p:?} has no subfields")));
                     }
                 }
             }
@@ -222,11 +204,8 @@ pub fn bind_query(
         let field = chain.last().expect("non-empty");
         let err = |m: String| bad(format!("query parameter {key:?}: {m}"));
         if field.is_map() {
-            let Kind::Message(entry) = field.kind() else {
-                unreachable!("maps are messages")
-            };
-            let map_key =
-                map_key.ok_or_else(|| err("a map needs a key: name[key]=value".into()))?;
+            let Kind::Message(entry) = field.kind() else { unreachable!("maps are messages") };
+            let map_key = map_key.ok_or_else(|| err("a map needs a key: name[key]=value".into()))?;
             let key_field = entry.map_entry_key_field();
             text_to_json(&key_field.kind(), map_key).map_err(|m| err(format!("map key {m}")))?;
             let value = text_to_json(&entry.map_entry_value_field().kind(), &text).map_err(err)?;
@@ -234,11 +213,7 @@ pub fn bind_query(
                 Some(Value::Object(m)) => {
                     m.insert(map_key.to_owned(), value);
                 }
-                _ => set_at(
-                    obj,
-                    &chain,
-                    Value::Object(Map::from_iter([(map_key.to_owned(), value)])),
-                ),
+                _ => set_at(obj, &chain, Value::Object(Map::from_iter([(map_key.to_owned(), value)]))),
             }
             continue;
         }
@@ -274,13 +249,7 @@ fn lookup_mut<'a>(obj: &'a mut Object, chain: &[FieldDescriptor]) -> Option<&'a 
 /// grpc-gateway's PATCH rule: when the body carries no update mask, the mask is the set of fields
 /// present in the body (nested objects give nested paths), in lowerCamelCase JSON form.
 fn infer_update_mask(msg: &MessageDescriptor, body: &Object, exclude: &str) -> Vec<String> {
-    fn walk(
-        msg: &MessageDescriptor,
-        obj: &Object,
-        prefix: &str,
-        exclude: &str,
-        out: &mut Vec<String>,
-    ) {
+    fn walk(msg: &MessageDescriptor, obj: &Object, prefix: &str, exclude: &str, out: &mut Vec<String>) {
         for (key, value) in obj {
             let Some(f) = field_by_any_name(msg, key) else {
                 continue;
@@ -288,11 +257,7 @@ fn infer_update_mask(msg: &MessageDescriptor, body: &Object, exclude: &str) -> V
             if prefix.is_empty() && f.name() == exclude {
                 continue;
             }
-            let path = if prefix.is_empty() {
-                f.json_name().to_owned()
-            } else {
-                format!("{prefix}.{}", f.json_name())
-            };
+            let path = if prefix.is_empty() { f.json_name().to_owned() } else { format!("{prefix}.{}", f.json_name()) };
             match (f.kind(), value) {
                 (Kind::Message(m), Value::Object(inner))
                     if !f.is_list()
@@ -315,9 +280,8 @@ fn infer_update_mask(msg: &MessageDescriptor, body: &Object, exclude: &str) -> V
 
 /// The `update_mask` field the PATCH rule fills, if the message has one.
 fn update_mask_field(msg: &MessageDescriptor) -> Option<FieldDescriptor> {
-    msg.get_field_by_name("update_mask").filter(
-        |f| matches!(f.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.FieldMask"),
-    )
+    msg.get_field_by_name("update_mask")
+        .filter(|f| matches!(f.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.FieldMask"))
 }
 
 /// Assembles the request JSON for one call.
@@ -329,11 +293,8 @@ pub fn build_request(
 ) -> Result<Value, GatewayError> {
     let input = binding.method.input();
     let mut obj = Object::new();
-    let mut skip: Vec<Vec<String>> = binding
-        .path_fields
-        .iter()
-        .map(|chain| chain.iter().map(|f| f.name().to_owned()).collect())
-        .collect();
+    let mut skip: Vec<Vec<String>> =
+        binding.path_fields.iter().map(|chain| chain.iter().map(|f| f.name().to_owned()).collect()).collect();
     match (&binding.body, body) {
         (BodySpec::None, _) => {}
         (BodySpec::Whole, body) => {
@@ -349,11 +310,7 @@ pub fn build_request(
             {
                 let mut paths = infer_update_mask(&input, &obj, mask.name());
                 // Path variables override the body, so they are not updates.
-                let bound: Vec<&str> = binding
-                    .path_fields
-                    .iter()
-                    .map(|c| c[0].json_name())
-                    .collect();
+                let bound: Vec<&str> = binding.path_fields.iter().map(|c| c[0].json_name()).collect();
                 paths.retain(|p| !bound.contains(&p.as_str()));
                 obj.insert(mask.json_name().to_owned(), Value::String(paths.join(",")));
             }
@@ -387,17 +344,10 @@ pub fn build_request(
 
 /// The path and query values of a streaming call, which every streamed message carries (see
 /// `wire::StreamContext`). The query may fill any field the path and the body field do not.
-pub fn url_values(
-    binding: &Binding,
-    captures: Captures,
-    query: Option<&str>,
-) -> Result<Value, GatewayError> {
+pub fn url_values(binding: &Binding, captures: Captures, query: Option<&str>) -> Result<Value, GatewayError> {
     let mut obj = Object::new();
-    let mut skip: Vec<Vec<String>> = binding
-        .path_fields
-        .iter()
-        .map(|chain| chain.iter().map(|f| f.name().to_owned()).collect())
-        .collect();
+    let mut skip: Vec<Vec<String>> =
+        binding.path_fields.iter().map(|chain| chain.iter().map(|f| f.name().to_owned()).collect()).collect();
     if let BodySpec::Field(f) = &binding.body {
         skip.push(vec![f.name().to_owned()]);
     }
@@ -437,22 +387,14 @@ mod tests {
     }
 
     fn captures(pairs: &[(&str, &str)]) -> Captures {
-        pairs
-            .iter()
-            .map(|(f, v)| (vec![f.to_string()], v.to_string()))
-            .collect()
+        pairs.iter().map(|(f, v)| (vec![f.to_string()], v.to_string())).collect()
     }
 
     #[test]
     fn path_overrides_body_under_either_spelling() {
         let b = binding("PATCH", "/api/v1/users/{user_id}");
-        let v = build_request(
-            &b,
-            captures(&[("user_id", "u1")]),
-            None,
-            Some(json!({"user_id": "evil", "name": "N"})),
-        )
-        .unwrap();
+        let v = build_request(&b, captures(&[("user_id", "u1")]), None, Some(json!({"user_id": "evil", "name": "N"})))
+            .unwrap();
         assert_eq!(v["userId"], "u1");
         assert!(v.get("user_id").is_none());
     }
@@ -460,50 +402,25 @@ mod tests {
     #[test]
     fn patch_without_mask_infers_it_from_the_body() {
         let b = binding("PATCH", "/api/v1/users/{user_id}");
-        let v = build_request(
-            &b,
-            captures(&[("user_id", "u1")]),
-            None,
-            Some(json!({"name": "N", "age": 0, "junk": 1})),
-        )
-        .unwrap();
+        let v =
+            build_request(&b, captures(&[("user_id", "u1")]), None, Some(json!({"name": "N", "age": 0, "junk": 1})))
+                .unwrap();
         let mut paths: Vec<&str> = v["updateMask"].as_str().unwrap().split(',').collect();
         paths.sort();
         assert_eq!(paths, ["age", "name"]);
-        let v = build_request(
-            &b,
-            captures(&[("user_id", "u1")]),
-            None,
-            Some(json!({"name": "N", "updateMask": "email"})),
-        )
-        .unwrap();
+        let v =
+            build_request(&b, captures(&[("user_id", "u1")]), None, Some(json!({"name": "N", "updateMask": "email"})))
+                .unwrap();
         assert_eq!(v["updateMask"], "email");
     }
 
     #[test]
     fn query_binds_typed_values_with_both_spellings() {
         let b = binding("GET", "/api/v1/users");
-        let v = build_request(
-            &b,
-            vec![],
-            Some("page_size=5&pageToken=abc&unknown=1"),
-            None,
-        )
-        .unwrap();
+        let v = build_request(&b, vec![], Some("page_size=5&pageToken=abc&unknown=1"), None).unwrap();
         assert_eq!(v, json!({"pageSize": 5, "pageToken": "abc"}));
-        for q in [
-            "page_size=x",
-            "page_size=1&page_size=2",
-            "pageSize=99999999999",
-            "page_token=%FF",
-        ] {
-            assert!(
-                matches!(
-                    build_request(&b, vec![], Some(q), None),
-                    Err(GatewayError::BadRequest(_))
-                ),
-                "{q}"
-            );
+        for q in ["page_size=x", "page_size=1&page_size=2", "pageSize=99999999999", "page_token=%FF"] {
+            assert!(matches!(build_request(&b, vec![], Some(q), None), Err(GatewayError::BadRequest(_))), "{q}");
         }
     }
 
@@ -540,38 +457,17 @@ mod tests {
     fn nested_repeated_enum_and_map_query_values() {
         let b = binding("PUT", "/api/v1/types/responses/user");
         // The body field "user" is not bound from the query; other fields would be.
-        let v = build_request(
-            &b,
-            vec![],
-            Some("user.name=x"),
-            Some(json!({"name": "body"})),
-        )
-        .unwrap();
+        let v = build_request(&b, vec![], Some("user.name=x"), Some(json!({"name": "body"}))).unwrap();
         assert_eq!(v, json!({"user": {"name": "body"}}));
         let mut obj = Object::new();
         let user = pool().get_message_by_name("user.v1.User").unwrap();
-        bind_query(
-            &mut obj,
-            &user,
-            "roles=a&roles=b&status=2&metadata[k]=v&created_at.timestamp=5",
-            &[],
-        )
-        .unwrap();
+        bind_query(&mut obj, &user, "roles=a&roles=b&status=2&metadata[k]=v&created_at.timestamp=5", &[]).unwrap();
         assert_eq!(obj.get("roles"), Some(&json!(["a", "b"])));
         assert_eq!(obj.get("status"), Some(&json!("USER_STATUS_INACTIVE")));
         assert_eq!(obj.get("metadata"), Some(&json!({"k": "v"})));
         assert_eq!(obj.get("createdAt"), Some(&json!({"timestamp": "5"})));
-        for q in [
-            "status=NOPE",
-            "status=99",
-            "metadata=x",
-            "name[k]=v",
-            "roles.x=1",
-        ] {
-            assert!(
-                bind_query(&mut Object::new(), &user, q, &[]).is_err(),
-                "{q}"
-            );
+        for q in ["status=NOPE", "status=99", "metadata=x", "name[k]=v", "roles.x=1"] {
+            assert!(bind_query(&mut Object::new(), &user, q, &[]).is_err(), "{q}");
         }
     }
 

@@ -7,18 +7,10 @@ use std::time::Duration;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Config {
     /// Address the REST/JSON server listens on (HTTP/1.1 and h2c on the same port).
-    #[arg(
-        long,
-        env = "SWITCHYARD_GATEWAY_LISTEN",
-        default_value = "127.0.0.1:8080"
-    )]
+    #[arg(long, env = "SWITCHYARD_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// The gRPC backend to forward to, e.g. http://127.0.0.1:50051.
-    #[arg(
-        long,
-        env = "SWITCHYARD_BACKEND",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, env = "SWITCHYARD_BACKEND", default_value = "http://127.0.0.1:50051")]
     pub backend: String,
     /// Deadline of unary calls when the client sends no Grpc-Timeout header (e.g. 30s, 500ms;
     /// 0 for none). Streaming calls only get the client's own Grpc-Timeout.
@@ -45,22 +37,16 @@ impl Config {
 /// Parses `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}"))?;
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {text:?}"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
         _ => {
-            return Err(format!(
-                "invalid duration unit in {text:?}: use ms, s, m or h"
-            ));
+            return Err(format!("invalid duration unit in {text:?}: use ms, s, m or h"));
         }
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {text:?}: {e}"))

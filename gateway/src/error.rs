@@ -17,11 +17,7 @@ pub enum GatewayError {
     NoRoute { method: Method, path: String },
     /// A route has this path, but not for this method.
     #[error("method {method} not allowed for {path}")]
-    MethodNotAllowed {
-        method: Method,
-        path: String,
-        allow: Vec<Method>,
-    },
+    MethodNotAllowed { method: Method, path: String, allow: Vec<Method> },
     /// Malformed JSON, or a path or query value that does not fit its field.
     #[error("{0}")]
     BadRequest(String),
@@ -82,16 +78,9 @@ impl GatewayError {
         let body = serde_json::to_vec(&self.to_json(pool)).unwrap_or_default();
         let mut resp = Response::new(Body::from(body));
         *resp.status_mut() = self.http_status();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let GatewayError::MethodNotAllowed { allow, .. } = self {
-            let list = allow
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
             if let Ok(v) = HeaderValue::from_str(&list) {
                 resp.headers_mut().insert(header::ALLOW, v);
             }

@@ -160,14 +160,9 @@ pub struct Typed<Req, Resp> {
 impl<Req, Resp> Typed<Req, Resp> {
     /// `full_method` is `package.Service.Method`; the gRPC path is `/package.Service/Method`.
     pub fn new(full_method: &str) -> Self {
-        let (service, method) = full_method
-            .rsplit_once('.')
-            .expect("package.Service.Method");
+        let (service, method) = full_method.rsplit_once('.').expect("package.Service.Method");
         let path = PathAndQuery::try_from(format!("/{service}/{method}")).expect("valid gRPC path");
-        Typed {
-            path,
-            _types: PhantomData,
-        }
+        Typed { path, _types: PhantomData }
     }
 }
 
@@ -178,10 +173,7 @@ fn encode_json<T: Serialize>(msg: &T, field: Option<String>) -> Result<Vec<u8>, 
         None => serde_json::to_vec(msg).map_err(err),
         Some(name) => {
             let mut v = serde_json::to_value(msg).map_err(err)?;
-            let part = v
-                .get_mut(&name)
-                .map(serde_json::Value::take)
-                .unwrap_or(serde_json::Value::Null);
+            let part = v.get_mut(&name).map(serde_json::Value::take).unwrap_or(serde_json::Value::Null);
             serde_json::to_vec(&part).map_err(err)
         }
     }
@@ -272,10 +264,7 @@ where
         match s.message().await {
             Ok(Some(m)) => Some((convert(m).map(StreamItem::Message), (Some(s), convert))),
             Ok(None) => match s.trailers().await {
-                Ok(t) => Some((
-                    Ok(StreamItem::Trailers(t.unwrap_or_default())),
-                    (None, convert),
-                )),
+                Ok(t) => Some((Ok(StreamItem::Trailers(t.unwrap_or_default())), (None, convert))),
                 Err(e) => Some((Err(e), (None, convert))),
             },
             Err(e) => Some((Err(e), (None, convert))),
@@ -286,9 +275,7 @@ where
 
 /// Prints a streamed message as JSON, as an item-level error if it cannot be.
 fn json_item<T: Serialize>(msg: T, field: &Option<String>) -> Result<Bytes, Status> {
-    encode_json(&msg, field.clone())
-        .map(Bytes::from)
-        .map_err(|e| Status::internal(e.to_string()))
+    encode_json(&msg, field.clone()).map(Bytes::from).map_err(|e| Status::internal(e.to_string()))
 }
 
 /// Turns a channel that is not ready into UNAVAILABLE, which is what it means to a client.
@@ -316,10 +303,7 @@ where
             grpc.ready().await.map_err(not_ready)?;
             let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
             let (metadata, resp, _) = grpc.unary(req, path, codec).await?.into_parts();
-            Ok(UnaryOutput {
-                metadata,
-                json: encode_json(&resp, response_field)?,
-            })
+            Ok(UnaryOutput { metadata, json: encode_json(&resp, response_field)? })
         })
     }
 
@@ -339,25 +323,16 @@ where
             match output {
                 Output::Json(field) => {
                     let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
-                    let (headers, stream, _) =
-                        grpc.server_streaming(req, path, codec).await?.into_parts();
-                    Ok(MessageStream {
-                        headers,
-                        messages: items(stream, move |m| json_item(m, &field)),
-                    })
+                    let (headers, stream, _) = grpc.server_streaming(req, path, codec).await?.into_parts();
+                    Ok(MessageStream { headers, messages: items(stream, move |m| json_item(m, &field)) })
                 }
                 Output::RawField(number) => {
                     let codec = PairCodec::<tonic_prost::ProstEncoder<Req>, WireBytes>::default();
-                    let (headers, stream, _) =
-                        grpc.server_streaming(req, path, codec).await?.into_parts();
+                    let (headers, stream, _) = grpc.server_streaming(req, path, codec).await?.into_parts();
                     let raw = move |b: Bytes| {
-                        extract_field(&b, number)
-                            .ok_or_else(|| Status::internal("undecodable response message"))
+                        extract_field(&b, number).ok_or_else(|| Status::internal("undecodable response message"))
                     };
-                    Ok(MessageStream {
-                        headers,
-                        messages: items(stream, raw),
-                    })
+                    Ok(MessageStream { headers, messages: items(stream, raw) })
                 }
             }
         })
@@ -380,10 +355,7 @@ where
             grpc.ready().await.map_err(not_ready)?;
             let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
             let (metadata, resp, _) = grpc.client_streaming(req, path, codec).await?.into_parts();
-            Ok(UnaryOutput {
-                metadata,
-                json: encode_json(&resp, response_field)?,
-            })
+            Ok(UnaryOutput { metadata, json: encode_json(&resp, response_field)? })
         })
     }
 
@@ -411,10 +383,7 @@ where
                 let _ = &cancel;
                 json_item(m, &field)
             };
-            Ok(MessageStream {
-                headers,
-                messages: items(stream, convert),
-            })
+            Ok(MessageStream { headers, messages: items(stream, convert) })
         })
     }
 }

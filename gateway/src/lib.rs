@@ -21,6 +21,7 @@ pub mod error;
 pub mod glue;
 pub mod invoke;
 pub mod metadata;
+pub mod openapi;
 pub mod routes;
 pub mod rules;
 pub mod server;

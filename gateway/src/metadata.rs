@@ -5,8 +5,7 @@ use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
 use tonic::metadata::{
-    AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, KeyAndValueRef,
-    MetadataMap,
+    AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, KeyAndValueRef, MetadataMap,
 };
 
 /// The prefix that carries arbitrary metadata in HTTP headers, both ways.
@@ -44,18 +43,12 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         .get(REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 256)
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a UUID is a valid header")
-        })
+        .unwrap_or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header"))
 }
 
 /// Builds the call's metadata: `Authorization`, the request id, and every `Grpc-Metadata-<name>`
 /// header as `<name>` (`-bin` names carry base64 and become binary metadata).
-pub fn request_metadata(
-    headers: &HeaderMap,
-    request_id: &HeaderValue,
-) -> Result<MetadataMap, GatewayError> {
+pub fn request_metadata(headers: &HeaderMap, request_id: &HeaderValue) -> Result<MetadataMap, GatewayError> {
     let mut md = MetadataMap::new();
     if let Some(auth) = headers.get(http::header::AUTHORIZATION) {
         let v = AsciiMetadataValue::try_from(auth.as_bytes())
@@ -77,9 +70,7 @@ pub fn request_metadata(
                 .map_err(|_| bad(format!("invalid metadata name {key:?}")))?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(value.as_bytes())
-                .or_else(|_| {
-                    base64::engine::general_purpose::STANDARD_NO_PAD.decode(value.as_bytes())
-                })
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(value.as_bytes()))
                 .map_err(|_| bad(format!("metadata {key:?} is not base64")))?;
             md.append_bin(k, BinaryMetadataValue::from_bytes(&bytes));
         } else {
@@ -111,10 +102,9 @@ pub fn prefixed_headers(md: &MetadataMap, out: &mut HeaderMap, prefix: &str) {
         if hop_by_hop(key) || key == "date" || key == REQUEST_ID {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(format!("{prefix}{key}").as_bytes()),
-            HeaderValue::from_bytes(encoded),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(format!("{prefix}{key}").as_bytes()), HeaderValue::from_bytes(encoded))
+        {
             out.append(name, value);
         }
     }
@@ -143,10 +133,7 @@ pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
 
 /// The deadline of a call: the client's `Grpc-Timeout`, else `default`. A malformed header is
 /// the client's error.
-pub fn deadline(
-    headers: &HeaderMap,
-    default: Option<Duration>,
-) -> Result<Option<Duration>, GatewayError> {
+pub fn deadline(headers: &HeaderMap, default: Option<Duration>) -> Result<Option<Duration>, GatewayError> {
     match headers.get("grpc-timeout") {
         None => Ok(default),
         Some(v) => v
@@ -154,11 +141,7 @@ pub fn deadline(
             .ok()
             .and_then(parse_grpc_timeout)
             .map(Some)
-            .ok_or_else(|| {
-                bad(format!(
-                    "invalid Grpc-Timeout {v:?}: expected e.g. 500m or 2S"
-                ))
-            }),
+            .ok_or_else(|| bad(format!("invalid Grpc-Timeout {v:?}: expected e.g. 500m or 2S"))),
     }
 }
 
@@ -171,10 +154,7 @@ mod tests {
         assert_eq!(parse_grpc_timeout("1S"), Some(Duration::from_secs(1)));
         assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
         assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
-        assert_eq!(
-            parse_grpc_timeout("99999999n"),
-            Some(Duration::from_nanos(99_999_999))
-        );
+        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
         for bad in ["", "S", "1", "1s", "123456789S", "-1S", "1.5S", " 1S"] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
         }
@@ -192,14 +172,7 @@ mod tests {
         let md = request_metadata(&h, &id).unwrap();
         assert_eq!(md.get("authorization").unwrap(), "Bearer t");
         assert_eq!(md.get("tenant").unwrap(), "acme");
-        assert_eq!(
-            md.get_bin("trace-bin")
-                .unwrap()
-                .to_bytes()
-                .unwrap()
-                .as_ref(),
-            &[1, 2]
-        );
+        assert_eq!(md.get_bin("trace-bin").unwrap().to_bytes().unwrap().as_ref(), &[1, 2]);
         assert!(md.get("connection").is_none());
         assert!(md.get("cookie").is_none());
         assert_eq!(md.get(REQUEST_ID).unwrap().as_bytes(), id.as_bytes());

@@ -28,15 +28,8 @@ impl RouteTable {
     }
 
     /// The binding and decoded path variables for a request. HEAD falls back to GET routes.
-    pub fn find(
-        &self,
-        method: &Method,
-        path: &str,
-    ) -> Result<(Arc<Binding>, Captures), GatewayError> {
-        let no_route = || GatewayError::NoRoute {
-            method: method.clone(),
-            path: path.to_owned(),
-        };
+    pub fn find(&self, method: &Method, path: &str) -> Result<(Arc<Binding>, Captures), GatewayError> {
+        let no_route = || GatewayError::NoRoute { method: method.clone(), path: path.to_owned() };
         let request = RequestPath::new(path).ok_or_else(no_route)?;
         let mut allow: Vec<Method> = Vec::new();
         let mut fallback = None;
@@ -68,11 +61,7 @@ impl RouteTable {
         }
         if !allow.is_empty() {
             allow.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-            return Err(GatewayError::MethodNotAllowed {
-                method: method.clone(),
-                path: path.to_owned(),
-                allow,
-            });
+            return Err(GatewayError::MethodNotAllowed { method: method.clone(), path: path.to_owned(), allow });
         }
         Err(no_route())
     }
@@ -107,17 +96,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            t.find(&Method::GET, "/nope"),
-            Err(GatewayError::NoRoute { .. })
-        ));
-        assert!(matches!(
-            t.find(&Method::GET, "nope"),
-            Err(GatewayError::NoRoute { .. })
-        ));
-        assert!(matches!(
-            t.find(&Method::GET, "/api/v1/users/%ZZ"),
-            Err(GatewayError::BadRequest(_))
-        ));
+        assert!(matches!(t.find(&Method::GET, "/nope"), Err(GatewayError::NoRoute { .. })));
+        assert!(matches!(t.find(&Method::GET, "nope"), Err(GatewayError::NoRoute { .. })));
+        assert!(matches!(t.find(&Method::GET, "/api/v1/users/%ZZ"), Err(GatewayError::BadRequest(_))));
     }
 }

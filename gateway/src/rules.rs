@@ -129,10 +129,7 @@ impl Binding {
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
     #[error("{method}: {source}")]
-    Template {
-        method: String,
-        source: TemplateError,
-    },
+    Template { method: String, source: TemplateError },
     #[error("{method}: {message}")]
     Invalid { method: String, message: String },
 }
@@ -153,11 +150,9 @@ pub fn load_bindings(pool: &DescriptorPool) -> Result<Vec<Binding>, RuleError> {
             let Some(msg) = value.as_message() else {
                 continue;
             };
-            let rule = HttpRule::decode(msg.encode_to_vec().as_slice()).map_err(|e| {
-                RuleError::Invalid {
-                    method: method.full_name().to_owned(),
-                    message: format!("undecodable google.api.http: {e}"),
-                }
+            let rule = HttpRule::decode(msg.encode_to_vec().as_slice()).map_err(|e| RuleError::Invalid {
+                method: method.full_name().to_owned(),
+                message: format!("undecodable google.api.http: {e}"),
             })?;
             out.push(binding(&method, &rule)?);
             for extra in &rule.additional_bindings {
@@ -172,10 +167,7 @@ pub fn load_bindings(pool: &DescriptorPool) -> Result<Vec<Binding>, RuleError> {
 }
 
 fn invalid(method: &MethodDescriptor, message: impl Into<String>) -> RuleError {
-    RuleError::Invalid {
-        method: method.full_name().to_owned(),
-        message: message.into(),
-    }
+    RuleError::Invalid { method: method.full_name().to_owned(), message: message.into() }
 }
 
 fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleError> {
@@ -192,42 +184,28 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
         ),
         None => return Err(invalid(method, "google.api.http has no pattern")),
     };
-    let template = PathTemplate::parse(path).map_err(|source| RuleError::Template {
-        method: method.full_name().to_owned(),
-        source,
-    })?;
+    let template = PathTemplate::parse(path)
+        .map_err(|source| RuleError::Template { method: method.full_name().to_owned(), source })?;
     let input = method.input();
     let mut path_fields = Vec::new();
     for var in &template.variables {
         let mut msg = input.clone();
         let mut chain = Vec::new();
         for (i, name) in var.field_path.iter().enumerate() {
-            let field = msg.get_field_by_name(name).ok_or_else(|| {
-                invalid(
-                    method,
-                    format!("path variable {:?}: no field {name:?}", var.field()),
-                )
-            })?;
+            let field = msg
+                .get_field_by_name(name)
+                .ok_or_else(|| invalid(method, format!("path variable {:?}: no field {name:?}", var.field())))?;
             let last = i + 1 == var.field_path.len();
             if field.cardinality() == Cardinality::Repeated {
-                return Err(invalid(
-                    method,
-                    format!("path variable {:?} is repeated", var.field()),
-                ));
+                return Err(invalid(method, format!("path variable {:?} is repeated", var.field())));
             }
             match field.kind() {
                 Kind::Message(m) if !last => msg = m,
                 Kind::Message(m) if !crate::bind::is_scalar_wrapper(&m) => {
-                    return Err(invalid(
-                        method,
-                        format!("path variable {:?} is a message", var.field()),
-                    ));
+                    return Err(invalid(method, format!("path variable {:?} is a message", var.field())));
                 }
                 _ if !last => {
-                    return Err(invalid(
-                        method,
-                        format!("path variable {:?}: {name:?} is not a message", var.field()),
-                    ));
+                    return Err(invalid(method, format!("path variable {:?}: {name:?} is not a message", var.field())));
                 }
                 _ => {}
             }
@@ -246,12 +224,12 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
     };
     let response_body = match rule.response_body.as_str() {
         "" => None,
-        name => Some(method.output().get_field_by_name(name).ok_or_else(|| {
-            invalid(
-                method,
-                format!("response_body field {name:?} does not exist"),
-            )
-        })?),
+        name => Some(
+            method
+                .output()
+                .get_field_by_name(name)
+                .ok_or_else(|| invalid(method, format!("response_body field {name:?} does not exist")))?,
+        ),
     };
     let raw = raw_spec(method)?;
     Ok(Binding {
@@ -268,10 +246,7 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
 
 /// Reads and checks the `switchyard.v1.raw_body` option of a method.
 fn raw_spec(method: &MethodDescriptor) -> Result<Option<RawSpec>, RuleError> {
-    let Some(ext) = method
-        .parent_pool()
-        .get_extension_by_name("switchyard.v1.raw_body")
-    else {
+    let Some(ext) = method.parent_pool().get_extension_by_name("switchyard.v1.raw_body") else {
         return Ok(None);
     };
     let options = method.options();
@@ -288,24 +263,14 @@ fn raw_spec(method: &MethodDescriptor) -> Result<Option<RawSpec>, RuleError> {
         CallKind::ClientStreaming => method.input(),
         CallKind::ServerStreaming => method.output(),
         _ => {
-            return Err(invalid(
-                method,
-                "raw_body applies to client- or server-streaming methods only",
-            ));
+            return Err(invalid(method, "raw_body applies to client- or server-streaming methods only"));
         }
     };
     let bytes_field = target
         .get_field_by_name(&opt.bytes_field)
         .filter(|f| f.kind() == Kind::Bytes && !f.is_list())
         .ok_or_else(|| {
-            invalid(
-                method,
-                format!(
-                    "raw_body: {:?} is not a bytes field of {}",
-                    opt.bytes_field,
-                    target.full_name()
-                ),
-            )
+            invalid(method, format!("raw_body: {:?} is not a bytes field of {}", opt.bytes_field, target.full_name()))
         })?;
     let counter_field = match opt.counter_field.as_str() {
         "" => None,
@@ -314,20 +279,11 @@ fn raw_spec(method: &MethodDescriptor) -> Result<Option<RawSpec>, RuleError> {
                 .get_field_by_name(name)
                 .filter(|f| crate::wire::is_counter_kind(&f.kind()) && !f.is_list())
                 .ok_or_else(|| {
-                    invalid(
-                        method,
-                        format!(
-                            "raw_body: {name:?} is not an integer field of {}",
-                            target.full_name()
-                        ),
-                    )
+                    invalid(method, format!("raw_body: {name:?} is not an integer field of {}", target.full_name()))
                 })?,
         ),
     };
-    Ok(Some(RawSpec {
-        bytes_field,
-        counter_field,
-    }))
+    Ok(Some(RawSpec { bytes_field, counter_field }))
 }
 
 #[cfg(test)]
@@ -348,10 +304,7 @@ mod tests {
         assert_eq!(get.full_method(), "user.v1.UserService.GetUser");
         assert!(matches!(get.body, BodySpec::None));
         assert_eq!(get.path_fields[0][0].name(), "user_id");
-        assert!(matches!(
-            find("PATCH", "/api/v1/users/{user_id}").body,
-            BodySpec::Whole
-        ));
+        assert!(matches!(find("PATCH", "/api/v1/users/{user_id}").body, BodySpec::Whole));
         let put = find("PUT", "/api/v1/types/responses/user");
         assert!(matches!(&put.body, BodySpec::Field(f) if f.name() == "user"));
         assert_eq!(put.response_body.as_ref().unwrap().name(), "user");
@@ -361,20 +314,11 @@ mod tests {
         let up = find("POST", "/api/v1/uploads");
         assert_eq!(up.kind, CallKind::ClientStreaming);
         let raw = up.raw.as_ref().unwrap();
-        assert_eq!(
-            (
-                raw.bytes_field.name(),
-                raw.counter_field.as_ref().unwrap().name()
-            ),
-            ("data", "sequence")
-        );
+        assert_eq!((raw.bytes_field.name(), raw.counter_field.as_ref().unwrap().name()), ("data", "sequence"));
         let down = find("GET", "/api/v1/uploads/{file_id}:download");
         assert_eq!(down.kind, CallKind::ServerStreaming);
         assert_eq!(down.raw.as_ref().unwrap().bytes_field.number(), 3);
-        assert_eq!(
-            find("GET", "/api/v1/chat/{session_id}").kind,
-            CallKind::Bidi
-        );
+        assert_eq!(find("GET", "/api/v1/chat/{session_id}").kind, CallKind::Bidi);
         assert!(find("GET", "/api/v1/orders:watch").raw.is_none());
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::openapi::ApiInfo;
 use crate::transcode::Gateway;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -18,11 +19,7 @@ use tonic::transport::{Channel, Endpoint};
 /// A lazily connecting channel to the backend, so the gateway starts (and answers 503) while the
 /// backend is down, and reconnects when it returns.
 pub fn backend_channel(url: &str) -> anyhow::Result<Channel> {
-    let url = if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
-    };
+    let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
     Ok(Endpoint::from_shared(url)?
         // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
         .tcp_nodelay(true)
@@ -45,22 +42,41 @@ pub fn gateway(config: &Config) -> anyhow::Result<Gateway> {
     )?)
 }
 
+/// How the reference API describes itself in its OpenAPI document.
+pub fn api_info() -> ApiInfo {
+    ApiInfo {
+        title: "Switchyard reference API".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: "The REST/JSON face of Switchyard's reference gRPC services, served by the \
+                      Switchyard gateway from the protos' google.api.http annotations. Errors are \
+                      google.rpc.Status bodies; JSON follows the proto3 mapping."
+            .into(),
+        server: "http://127.0.0.1:8080".into(),
+    }
+}
+
+/// The OpenAPI document of the compiled-in protos, as `switchyard openapi` prints it.
+pub fn reference_document() -> anyhow::Result<serde_json::Value> {
+    let pool = DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET)?;
+    let bindings = crate::rules::load_bindings(&pool)?;
+    Ok(crate::openapi::document(&pool, &bindings, &api_info()))
+}
+
 /// The HTTP application. Layers, outermost first:
 /// 1. tracing: one span per request (debug level, so free unless asked for);
 /// 2. panic guard: a bug answers 500 with a Status body instead of dropping the connection.
 pub fn router(gateway: Arc<Gateway>) -> Router {
+    let doc = crate::openapi::document(gateway.pool(), gateway.routes().bindings().map(|b| b.as_ref()), &api_info());
+    let yaml = crate::openapi::to_yaml(&doc);
+    let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "SERVING"})) }),
-        )
-        .fallback(
-            |State(gw): State<Arc<Gateway>>, req: Request| async move { gw.handle(req).await },
-        )
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "SERVING"})) }))
+        // The gateway's own endpoints: its API, described from the routes it serves.
+        .route("/openapi.yaml", get(move || async move { ([(http::header::CONTENT_TYPE, "application/yaml")], yaml) }))
+        .route("/openapi.json", get(move || async move { ([(http::header::CONTENT_TYPE, "application/json")], json) }))
+        .fallback(|State(gw): State<Arc<Gateway>>, req: Request| async move { gw.handle(req).await })
         .with_state(gateway)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_response,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
@@ -79,9 +95,7 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(gateway))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(gateway)).with_graceful_shutdown(shutdown).await
 }
 
 /// Builds the gateway from `config` and serves it on `listener` until `shutdown`.

@@ -54,18 +54,14 @@ fn render_details(details_bin: &[u8], pool: &DescriptorPool) -> Vec<Value> {
         tracing::warn!("undecodable grpc-status-details-bin");
         return Vec::new();
     };
-    let Some(list) = status
-        .get_field_by_name("details")
-        .and_then(|v| v.as_list().map(<[PValue]>::to_vec))
-    else {
+    let Some(list) = status.get_field_by_name("details").and_then(|v| v.as_list().map(<[PValue]>::to_vec)) else {
         return Vec::new();
     };
     let options = SerializeOptions::new().skip_default_fields(false);
     list.iter()
         .filter_map(PValue::as_message)
         .map(|any| {
-            any.serialize_with_options(serde_json::value::Serializer, &options)
-                .unwrap_or_else(|_| opaque_any(any))
+            any.serialize_with_options(serde_json::value::Serializer, &options).unwrap_or_else(|_| opaque_any(any))
         })
         .collect()
 }
@@ -74,14 +70,8 @@ fn render_details(details_bin: &[u8], pool: &DescriptorPool) -> Vec<Value> {
 /// for unresolvable types, rather than dropping it.
 fn opaque_any(any: &DynamicMessage) -> Value {
     use base64::Engine as _;
-    let url = any
-        .get_field_by_name("type_url")
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let bytes = any
-        .get_field_by_name("value")
-        .and_then(|v| v.as_bytes().map(|b| b.to_vec()))
-        .unwrap_or_default();
+    let url = any.get_field_by_name("type_url").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let bytes = any.get_field_by_name("value").and_then(|v| v.as_bytes().map(|b| b.to_vec())).unwrap_or_default();
     json!({"@type": url, "value": base64::engine::general_purpose::STANDARD.encode(bytes)})
 }
 
@@ -119,19 +109,11 @@ mod tests {
     use switchyard_proto::google::rpc::Status;
 
     fn any(type_url: &str, value: Vec<u8>) -> pbjson_types::Any {
-        pbjson_types::Any {
-            type_url: type_url.into(),
-            value: value.into(),
-        }
+        pbjson_types::Any { type_url: type_url.into(), value: value.into() }
     }
 
     fn encode(code: Code, message: &str, details: Vec<pbjson_types::Any>) -> Vec<u8> {
-        Status {
-            code: code as i32,
-            message: message.into(),
-            details,
-        }
-        .encode_to_vec()
+        Status { code: code as i32, message: message.into(), details }.encode_to_vec()
     }
 
     fn pool() -> DescriptorPool {
@@ -148,10 +130,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let detail = any(
-            "type.googleapis.com/google.rpc.BadRequest",
-            br.encode_to_vec(),
-        );
+        let detail = any("type.googleapis.com/google.rpc.BadRequest", br.encode_to_vec());
         let bin = encode(Code::InvalidArgument, "bad", vec![detail]);
         let v = status_json(Code::InvalidArgument, "bad", &bin, &pool());
         assert_eq!(v["code"], 3);
@@ -164,11 +143,7 @@ mod tests {
 
     #[test]
     fn unknown_and_garbage_details_do_not_break_the_body() {
-        let bin = encode(
-            Code::Internal,
-            "m",
-            vec![any("type.googleapis.com/x.Unknown", vec![1, 2])],
-        );
+        let bin = encode(Code::Internal, "m", vec![any("type.googleapis.com/x.Unknown", vec![1, 2])]);
         let v = status_json(Code::Internal, "m", &bin, &pool());
         assert_eq!(v["details"][0]["@type"], "type.googleapis.com/x.Unknown");
         assert_eq!(v["details"][0]["value"], "AQI=");

@@ -48,13 +48,7 @@ fn media_types(headers: &HeaderMap, name: header::HeaderName) -> Vec<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|m| {
-            m.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|m| m.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .filter(|m| !m.is_empty())
         .collect()
 }
@@ -82,10 +76,7 @@ pub enum RequestFormat {
 }
 
 /// Picks the request format from `Content-Type`.
-pub fn request_format(
-    headers: &HeaderMap,
-    raw_available: bool,
-) -> Result<RequestFormat, GatewayError> {
+pub fn request_format(headers: &HeaderMap, raw_available: bool) -> Result<RequestFormat, GatewayError> {
     let ct = media_types(headers, header::CONTENT_TYPE);
     match ct.first().map(String::as_str) {
         None
@@ -104,10 +95,7 @@ pub fn request_format(
 
 /// The lines of an NDJSON body, read as they arrive; blank lines are skipped and a line longer
 /// than `max_line` bytes is refused (streams have no total limit, only a per-message one).
-pub fn ndjson_lines(
-    body: Body,
-    max_line: usize,
-) -> BoxStream<'static, Result<Bytes, GatewayError>> {
+pub fn ndjson_lines(body: Body, max_line: usize) -> BoxStream<'static, Result<Bytes, GatewayError>> {
     async_stream::stream! {
         let mut body = body.into_data_stream();
         let mut buf = BytesMut::new();
@@ -189,10 +177,7 @@ pub fn raw_pieces(body: Body) -> BoxStream<'static, Result<Bytes, GatewayError>>
 /// would commit half an upload.
 pub fn guard_input(
     input: BoxStream<'static, Result<EncodedMessage, GatewayError>>,
-) -> (
-    BoxStream<'static, EncodedMessage>,
-    oneshot::Receiver<GatewayError>,
-) {
+) -> (BoxStream<'static, EncodedMessage>, oneshot::Receiver<GatewayError>) {
     let (tx, rx) = oneshot::channel();
     let stream = async_stream::stream! {
         let mut input = input;
@@ -311,70 +296,38 @@ mod tests {
 
     #[test]
     fn negotiates_formats() {
-        assert_eq!(
-            response_format(&HeaderMap::new(), true),
-            ResponseFormat::Ndjson
-        );
-        assert_eq!(
-            response_format(&headers(header::ACCEPT, "text/event-stream"), false),
-            ResponseFormat::Sse
-        );
-        assert_eq!(
-            response_format(&headers(header::ACCEPT, "application/octet-stream"), true),
-            ResponseFormat::Raw
-        );
+        assert_eq!(response_format(&HeaderMap::new(), true), ResponseFormat::Ndjson);
+        assert_eq!(response_format(&headers(header::ACCEPT, "text/event-stream"), false), ResponseFormat::Sse);
+        assert_eq!(response_format(&headers(header::ACCEPT, "application/octet-stream"), true), ResponseFormat::Raw);
         assert_eq!(
             response_format(&headers(header::ACCEPT, "application/octet-stream"), false),
             ResponseFormat::Ndjson
         );
         assert_eq!(
-            response_format(
-                &headers(header::ACCEPT, "text/html, text/event-stream;q=0.9"),
-                false
-            ),
+            response_format(&headers(header::ACCEPT, "text/html, text/event-stream;q=0.9"), false),
             ResponseFormat::Sse
         );
+        assert_eq!(request_format(&HeaderMap::new(), true).unwrap(), RequestFormat::Ndjson);
         assert_eq!(
-            request_format(&HeaderMap::new(), true).unwrap(),
-            RequestFormat::Ndjson
-        );
-        assert_eq!(
-            request_format(
-                &headers(header::CONTENT_TYPE, "application/octet-stream"),
-                true
-            )
-            .unwrap(),
+            request_format(&headers(header::CONTENT_TYPE, "application/octet-stream"), true).unwrap(),
             RequestFormat::Raw
         );
-        assert!(
-            request_format(
-                &headers(header::CONTENT_TYPE, "application/octet-stream"),
-                false
-            )
-            .is_err()
-        );
+        assert!(request_format(&headers(header::CONTENT_TYPE, "application/octet-stream"), false).is_err());
         assert!(request_format(&headers(header::CONTENT_TYPE, "image/png"), true).is_err());
     }
 
-    async fn collect(
-        s: BoxStream<'static, Result<Bytes, GatewayError>>,
-    ) -> Vec<Result<Bytes, String>> {
+    async fn collect(s: BoxStream<'static, Result<Bytes, GatewayError>>) -> Vec<Result<Bytes, String>> {
         s.map(|r| r.map_err(|e| e.to_string())).collect().await
     }
 
     fn body_of(parts: &[&'static [u8]]) -> Body {
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        let chunks: Vec<Result<Bytes, std::io::Error>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
         Body::from_stream(futures::stream::iter(chunks))
     }
 
     #[tokio::test]
     async fn ndjson_lines_across_frames() {
-        let lines = collect(ndjson_lines(
-            body_of(&[b"{\"a\":1}\n{\"b\"", b":2}\r\n\n  \n{\"c\":3}"]),
-            100,
-        ))
-        .await;
+        let lines = collect(ndjson_lines(body_of(&[b"{\"a\":1}\n{\"b\"", b":2}\r\n\n  \n{\"c\":3}"]), 100)).await;
         let lines: Vec<Bytes> = lines.into_iter().map(Result::unwrap).collect();
         assert_eq!(lines, [&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]);
         let long = collect(ndjson_lines(body_of(&[b"0123456789", b"0123456789"]), 15)).await;
@@ -385,17 +338,10 @@ mod tests {
     async fn raw_pieces_keep_every_byte_in_bounded_pieces() {
         let big: &'static [u8] = Box::leak(vec![7u8; RAW_MAX_PIECE * 2 + 10].into_boxed_slice());
         let small: &'static [u8] = b"tiny";
-        let pieces: Vec<Bytes> = collect(raw_pieces(body_of(&[small, big, small])))
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let pieces: Vec<Bytes> =
+            collect(raw_pieces(body_of(&[small, big, small]))).await.into_iter().map(Result::unwrap).collect();
         assert_eq!(pieces.iter().map(Bytes::len).sum::<usize>(), big.len() + 8);
         assert!(pieces.iter().all(|p| p.len() <= RAW_MAX_PIECE));
-        assert!(
-            pieces[..pieces.len() - 1]
-                .iter()
-                .all(|p| p.len() >= RAW_MIN_PIECE)
-        );
+        assert!(pieces[..pieces.len() - 1].iter().all(|p| p.len() >= RAW_MIN_PIECE));
     }
 }

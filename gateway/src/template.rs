@@ -108,11 +108,7 @@ impl<'a> RequestPath<'a> {
             Some(i) => (Some(&last[..i]), Some(&last[i + 1..])),
             None => (None, None),
         };
-        Some(RequestPath {
-            segments,
-            verb,
-            last_without_verb,
-        })
+        Some(RequestPath { segments, verb, last_without_verb })
     }
 }
 
@@ -126,9 +122,7 @@ fn valid_ident(s: &str) -> bool {
 }
 
 fn valid_literal(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._~!$&'()+,;=@%".contains(c))
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-._~!$&'()+,;=@%".contains(c))
 }
 
 struct Parser<'a> {
@@ -147,9 +141,7 @@ impl Parser<'_> {
         let mut rest = text;
         loop {
             let (seg, tail) = if !in_variable && rest.starts_with('{') {
-                let close = rest
-                    .find('}')
-                    .ok_or_else(|| TemplateError::UnbalancedBrace(self.err_string()))?;
+                let close = rest.find('}').ok_or_else(|| TemplateError::UnbalancedBrace(self.err_string()))?;
                 let inner = &rest[1..close];
                 self.variable(inner)?;
                 let tail = &rest[close + 1..];
@@ -181,10 +173,7 @@ impl Parser<'_> {
                     "**" => Segment::Rest,
                     lit if valid_literal(lit) => Segment::Literal(lit.to_owned()),
                     lit => {
-                        return Err(TemplateError::BadLiteral {
-                            template: self.err_string(),
-                            literal: lit.to_owned(),
-                        });
+                        return Err(TemplateError::BadLiteral { template: self.err_string(), literal: lit.to_owned() });
                     }
                 };
                 if self.segments.last() == Some(&Segment::Rest) {
@@ -209,16 +198,10 @@ impl Parser<'_> {
         };
         let field_path: Vec<String> = field.split('.').map(str::to_owned).collect();
         if !field_path.iter().all(|s| valid_ident(s)) {
-            return Err(TemplateError::BadFieldPath {
-                template: self.err_string(),
-                field: field.to_owned(),
-            });
+            return Err(TemplateError::BadFieldPath { template: self.err_string(), field: field.to_owned() });
         }
         if self.variables.iter().any(|v| v.field_path == field_path) {
-            return Err(TemplateError::DuplicateVariable {
-                template: self.err_string(),
-                field: field.to_owned(),
-            });
+            return Err(TemplateError::DuplicateVariable { template: self.err_string(), field: field.to_owned() });
         }
         if self.segments.last() == Some(&Segment::Rest) {
             return Err(TemplateError::DeepWildcardNotLast(self.err_string()));
@@ -228,11 +211,7 @@ impl Parser<'_> {
             return Err(TemplateError::EmptySegment(self.err_string()));
         }
         self.segments(pattern, true)?;
-        self.variables.push(Variable {
-            field_path,
-            start,
-            end: self.segments.len(),
-        });
+        self.variables.push(Variable { field_path, start, end: self.segments.len() });
         Ok(())
     }
 }
@@ -240,9 +219,7 @@ impl Parser<'_> {
 impl PathTemplate {
     /// Parses a template such as `/v1/{name=shelves/*/books/*}:publish`.
     pub fn parse(template: &str) -> Result<Self, TemplateError> {
-        let body = template
-            .strip_prefix('/')
-            .ok_or_else(|| TemplateError::NoLeadingSlash(template.to_owned()))?;
+        let body = template.strip_prefix('/').ok_or_else(|| TemplateError::NoLeadingSlash(template.to_owned()))?;
         // The verb is after the last ':' that is outside any variable.
         let (body, verb) = match body.rfind(':') {
             Some(i) if !body[i..].contains('}') => {
@@ -251,41 +228,22 @@ impl PathTemplate {
                     return Err(TemplateError::EmptyVerb(template.to_owned()));
                 }
                 if !valid_literal(verb) || verb.contains('/') {
-                    return Err(TemplateError::BadLiteral {
-                        template: template.to_owned(),
-                        literal: verb.to_owned(),
-                    });
+                    return Err(TemplateError::BadLiteral { template: template.to_owned(), literal: verb.to_owned() });
                 }
                 (&body[..i], Some(verb.to_owned()))
             }
             _ => (body, None),
         };
-        let mut p = Parser {
-            template,
-            segments: Vec::new(),
-            variables: Vec::new(),
-        };
+        let mut p = Parser { template, segments: Vec::new(), variables: Vec::new() };
         p.segments(body, false)?;
-        Ok(PathTemplate {
-            segments: p.segments,
-            variables: p.variables,
-            verb,
-        })
+        Ok(PathTemplate { segments: p.segments, variables: p.variables, verb })
     }
 
     /// How specific the template is, for choosing between several that match one path:
     /// a verb first, then more literal segments, then fewer `**`.
     pub fn specificity(&self) -> (bool, usize, usize, usize) {
-        let literals = self
-            .segments
-            .iter()
-            .filter(|s| matches!(s, Segment::Literal(_)))
-            .count();
-        let singles = self
-            .segments
-            .iter()
-            .filter(|s| matches!(s, Segment::Any))
-            .count();
+        let literals = self.segments.iter().filter(|s| matches!(s, Segment::Literal(_))).count();
+        let singles = self.segments.iter().filter(|s| matches!(s, Segment::Any)).count();
         let rest = self.segments.iter().any(|s| matches!(s, Segment::Rest));
         (self.verb.is_some(), literals, singles, usize::from(!rest))
     }
@@ -328,19 +286,12 @@ impl PathTemplate {
         }
         let mut captures = Vec::with_capacity(self.variables.len());
         for v in &self.variables {
-            let end = if v.end == self.segments.len() && has_rest {
-                segs.len()
-            } else {
-                v.end
-            };
+            let end = if v.end == self.segments.len() && has_rest { segs.len() } else { v.end };
             let raw = &segs[v.start..end];
             let value = if raw.len() == 1 && v.end - v.start == 1 && !has_rest_in(self, v) {
                 decode(raw[0], false)?
             } else {
-                raw.iter()
-                    .map(|s| decode(s, true))
-                    .collect::<Result<Vec<_>, _>>()?
-                    .join("/")
+                raw.iter().map(|s| decode(s, true)).collect::<Result<Vec<_>, _>>()?.join("/")
             };
             captures.push((v.field_path.clone(), value));
         }
@@ -374,18 +325,12 @@ fn decode(seg: &str, keep_slash: bool) -> Result<String, PathError> {
             .into_iter()
             .map(|p| match p {
                 Part::Slash(s) => Ok(s.to_owned()),
-                Part::Text(t) => percent_decode_str(t)
-                    .decode_utf8()
-                    .map(|c| c.into_owned())
-                    .map_err(|_| bad()),
+                Part::Text(t) => percent_decode_str(t).decode_utf8().map(|c| c.into_owned()).map_err(|_| bad()),
             })
             .collect::<Result<_, _>>()?;
         return Ok(parts.concat());
     }
-    percent_decode_str(seg)
-        .decode_utf8()
-        .map(|c| c.into_owned())
-        .map_err(|_| bad())
+    percent_decode_str(seg).decode_utf8().map(|c| c.into_owned()).map_err(|_| bad())
 }
 
 enum Part<'a> {
@@ -455,9 +400,7 @@ mod tests {
     fn caps(template: &str, path: &str) -> Option<Vec<(String, String)>> {
         let t = PathTemplate::parse(template).unwrap();
         let p = RequestPath::new(path).unwrap();
-        t.matches(&p)
-            .unwrap()
-            .map(|c| c.into_iter().map(|(f, v)| (f.join("."), v)).collect())
+        t.matches(&p).unwrap().map(|c| c.into_iter().map(|(f, v)| (f.join("."), v)).collect())
     }
 
     #[test]
@@ -476,10 +419,7 @@ mod tests {
         ] {
             assert_eq!(PathTemplate::parse(t).unwrap().to_string(), t, "{t}");
         }
-        assert_eq!(
-            PathTemplate::parse("/v1/{a=*}").unwrap().to_string(),
-            "/v1/{a}"
-        );
+        assert_eq!(PathTemplate::parse("/v1/{a=*}").unwrap().to_string(), "/v1/{a}");
     }
 
     #[test]
@@ -516,68 +456,25 @@ mod tests {
         type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
         let yes: &[Case] = &[
             ("/api/v1/users", "/api/v1/users", &[]),
-            (
-                "/api/v1/users/{user_id}",
-                "/api/v1/users/abc",
-                &[("user_id", "abc")],
-            ),
-            (
-                "/api/v1/users/{user_id}",
-                "/api/v1/users/a%20b",
-                &[("user_id", "a b")],
-            ),
-            (
-                "/api/v1/users/{user_id}",
-                "/api/v1/users/a%2Fb",
-                &[("user_id", "a/b")],
-            ),
-            (
-                "/api/v1/users/{user_id}",
-                "/api/v1/users/%E2%9C%93",
-                &[("user_id", "✓")],
-            ),
-            (
-                "/v1/{name=shelves/*/books/*}",
-                "/v1/shelves/s1/books/b2",
-                &[("name", "shelves/s1/books/b2")],
-            ),
-            (
-                "/v1/{name=shelves/*}/books",
-                "/v1/shelves/7/books",
-                &[("name", "shelves/7")],
-            ),
-            (
-                "/v1/files/{path=**}",
-                "/v1/files/a/b/c.txt",
-                &[("path", "a/b/c.txt")],
-            ),
+            ("/api/v1/users/{user_id}", "/api/v1/users/abc", &[("user_id", "abc")]),
+            ("/api/v1/users/{user_id}", "/api/v1/users/a%20b", &[("user_id", "a b")]),
+            ("/api/v1/users/{user_id}", "/api/v1/users/a%2Fb", &[("user_id", "a/b")]),
+            ("/api/v1/users/{user_id}", "/api/v1/users/%E2%9C%93", &[("user_id", "✓")]),
+            ("/v1/{name=shelves/*/books/*}", "/v1/shelves/s1/books/b2", &[("name", "shelves/s1/books/b2")]),
+            ("/v1/{name=shelves/*}/books", "/v1/shelves/7/books", &[("name", "shelves/7")]),
+            ("/v1/files/{path=**}", "/v1/files/a/b/c.txt", &[("path", "a/b/c.txt")]),
             ("/v1/files/{path=**}", "/v1/files", &[("path", "")]),
-            (
-                "/v1/files/{path=**}",
-                "/v1/files/a%2Fb/c",
-                &[("path", "a%2Fb/c")],
-            ),
+            ("/v1/files/{path=**}", "/v1/files/a%2Fb/c", &[("path", "a%2Fb/c")]),
             ("/v1/{user.id}/x", "/v1/42/x", &[("user.id", "42")]),
             ("/v1/**", "/v1/anything/at/all", &[]),
-            (
-                "/api/v1/types/scalars:echo",
-                "/api/v1/types/scalars:echo",
-                &[],
-            ),
-            (
-                "/v1/{name=messages/*}:cancel",
-                "/v1/messages/m1:cancel",
-                &[("name", "messages/m1")],
-            ),
+            ("/api/v1/types/scalars:echo", "/api/v1/types/scalars:echo", &[]),
+            ("/v1/{name=messages/*}:cancel", "/v1/messages/m1:cancel", &[("name", "messages/m1")]),
             ("/v1/items/{id}", "/v1/items/a:b", &[("id", "a:b")]),
             ("/v1/{a}/{b}", "/v1/x/y", &[("a", "x"), ("b", "y")]),
             ("/v1/users", "/v1/us%65rs", &[]),
         ];
         for (t, p, want) in yes {
-            let want: Vec<(String, String)> = want
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect();
+            let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
             assert_eq!(caps(t, p), Some(want), "{t} vs {p}");
         }
     }
@@ -609,25 +506,12 @@ mod tests {
     #[test]
     fn hostile_paths_are_errors_or_misses_never_panics() {
         let t = PathTemplate::parse("/api/v1/users/{user_id}").unwrap();
-        for p in [
-            "/api/v1/users/%",
-            "/api/v1/users/%zz",
-            "/api/v1/users/%C3%28",
-            "/api/v1/users/%E2%9C",
-        ] {
+        for p in ["/api/v1/users/%", "/api/v1/users/%zz", "/api/v1/users/%C3%28", "/api/v1/users/%E2%9C"] {
             assert!(t.matches(&RequestPath::new(p).unwrap()).is_err(), "{p}");
         }
         let long = format!("/api/v1/users/{}", "a/".repeat(10_000));
         assert_eq!(t.matches(&RequestPath::new(&long).unwrap()).unwrap(), None);
-        for p in [
-            "/",
-            "/:",
-            "/::",
-            "/a:b:c",
-            "/%",
-            "/../..",
-            "/api/v1/users/..%2F..%2Fetc",
-        ] {
+        for p in ["/", "/:", "/::", "/a:b:c", "/%", "/../..", "/api/v1/users/..%2F..%2Fetc"] {
             let rp = RequestPath::new(p).unwrap();
             let _ = t.matches(&rp);
             let _ = PathTemplate::parse("/v1/**").unwrap().matches(&rp);

@@ -9,8 +9,8 @@ use crate::metadata::{REQUEST_ID, deadline, request_id, request_metadata, respon
 use crate::routes::RouteTable;
 use crate::rules::{Binding, CallKind, RuleError, load_bindings};
 use crate::streaming::{
-    RequestFormat, ResponseFormat, guard_input, ndjson_lines, raw_pieces, request_format,
-    response_body, response_format,
+    RequestFormat, ResponseFormat, guard_input, ndjson_lines, raw_pieces, request_format, response_body,
+    response_format,
 };
 use crate::wire::{EncodedMessage, RawEncoder, StreamContext};
 use axum::body::Body;
@@ -63,20 +63,15 @@ impl Gateway {
         max_body_size: usize,
     ) -> Result<Self, SetupError> {
         let bindings = load_bindings(&pool)?;
-        if let Some(b) = bindings
-            .iter()
-            .find(|b| registry.get(b.full_method()).is_none())
-        {
+        if let Some(b) = bindings.iter().find(|b| registry.get(b.full_method()).is_none()) {
             return Err(SetupError::NoInvoker(b.full_method().to_owned()));
         }
-        Ok(Gateway {
-            routes: RouteTable::new(bindings),
-            registry,
-            channel,
-            pool,
-            unary_timeout,
-            max_body_size,
-        })
+        Ok(Gateway { routes: RouteTable::new(bindings), registry, channel, pool, unary_timeout, max_body_size })
+    }
+
+    /// The descriptors the gateway works from.
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
     }
 
     /// The route table, for listings (the OpenAPI document, the startup banner).
@@ -98,17 +93,11 @@ impl Gateway {
         resp
     }
 
-    async fn transcode(
-        &self,
-        req: Request<Body>,
-        rid: &HeaderValue,
-    ) -> Result<Response, GatewayError> {
+    async fn transcode(&self, req: Request<Body>, rid: &HeaderValue) -> Result<Response, GatewayError> {
         let (parts, body) = req.into_parts();
         let (binding, captures) = self.routes.find(&parts.method, parts.uri.path())?;
-        let invoker = self
-            .registry
-            .get(binding.full_method())
-            .expect("every binding has an invoker (checked in Gateway::new)");
+        let invoker =
+            self.registry.get(binding.full_method()).expect("every binding has an invoker (checked in Gateway::new)");
         match binding.kind {
             CallKind::Unary => {
                 let body = match binding.body {
@@ -120,13 +109,11 @@ impl Gateway {
             }
             CallKind::ServerStreaming => {
                 let request = build_request(&binding, captures, parts.uri.query(), None)?;
-                self.server_stream(&binding, invoker, &parts, rid, request)
-                    .await
+                self.server_stream(&binding, invoker, &parts, rid, request).await
             }
             CallKind::ClientStreaming => {
                 let fixed = url_values(&binding, captures, parts.uri.query())?;
-                self.client_stream(&binding, invoker, &parts, rid, body, fixed)
-                    .await
+                self.client_stream(&binding, invoker, &parts, rid, body, fixed).await
             }
             CallKind::Bidi => {
                 let fixed = url_values(&binding, captures, parts.uri.query())?;
@@ -144,14 +131,8 @@ impl Gateway {
         request: serde_json::Value,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, self.unary_timeout)?;
-        let meta = CallMeta {
-            metadata: request_metadata(&parts.headers, rid)?,
-            timeout,
-        };
-        let field = binding
-            .response_body
-            .as_ref()
-            .map(|f| f.json_name().to_owned());
+        let meta = CallMeta { metadata: request_metadata(&parts.headers, rid)?, timeout };
+        let field = binding.response_body.as_ref().map(|f| f.json_name().to_owned());
         if timeout.is_some_and(|t| t.is_zero()) {
             // Already expired: fail before sending, as gRPC clients do.
             return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
@@ -159,9 +140,7 @@ impl Gateway {
         let started = Instant::now();
         let call = invoker.unary(self.channel.clone(), meta, request, field);
         let result = match timeout {
-            Some(t) => tokio::time::timeout(t, call)
-                .await
-                .map_err(|_| GatewayError::DeadlineExceeded(t))?,
+            Some(t) => tokio::time::timeout(t, call).await.map_err(|_| GatewayError::DeadlineExceeded(t))?,
             None => call.await,
         };
         let out = result.map_err(|e| deadline_aware(e, timeout, started))?;
@@ -178,19 +157,11 @@ impl Gateway {
         request: serde_json::Value,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, None)?;
-        let meta = CallMeta {
-            metadata: request_metadata(&parts.headers, rid)?,
-            timeout,
-        };
+        let meta = CallMeta { metadata: request_metadata(&parts.headers, rid)?, timeout };
         let format = response_format(&parts.headers, binding.raw.is_some());
         let output = match (format, &binding.raw) {
             (ResponseFormat::Raw, Some(raw)) => Output::RawField(raw.bytes_field.number()),
-            _ => Output::Json(
-                binding
-                    .response_body
-                    .as_ref()
-                    .map(|f| f.json_name().to_owned()),
-            ),
+            _ => Output::Json(binding.response_body.as_ref().map(|f| f.json_name().to_owned())),
         };
         if timeout.is_some_and(|t| t.is_zero()) {
             return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
@@ -200,9 +171,7 @@ impl Gateway {
         // The headers come back before the first message; a call that fails before that gets
         // the status table's HTTP status.
         let reply = match timeout {
-            Some(t) => tokio::time::timeout(t, call)
-                .await
-                .map_err(|_| GatewayError::DeadlineExceeded(t))?,
+            Some(t) => tokio::time::timeout(t, call).await.map_err(|_| GatewayError::DeadlineExceeded(t))?,
             None => call.await,
         }
         .map_err(|e| deadline_aware(e, timeout, started))?;
@@ -210,16 +179,14 @@ impl Gateway {
             Some(t) => with_deadline(reply.messages, started + t),
             None => reply.messages,
         };
-        let trailers = parts.headers.get_all(header::TE).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.to_ascii_lowercase().contains("trailers"))
-        });
+        let trailers = parts
+            .headers
+            .get_all(header::TE)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("trailers")));
         let mut resp = Response::new(response_body(messages, format, self.pool.clone(), trailers));
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
         if format == ResponseFormat::Sse {
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         }
@@ -240,10 +207,7 @@ impl Gateway {
         fixed: serde_json::Value,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, None)?;
-        let meta = CallMeta {
-            metadata: request_metadata(&parts.headers, rid)?,
-            timeout,
-        };
+        let meta = CallMeta { metadata: request_metadata(&parts.headers, rid)?, timeout };
         let input = binding.method.input();
         let messages: BoxStream<'static, Result<EncodedMessage, GatewayError>> =
             match request_format(&parts.headers, binding.raw.is_some())? {
@@ -254,30 +218,16 @@ impl Gateway {
                         .boxed()
                 }
                 RequestFormat::Raw => {
-                    let raw = binding
-                        .raw
-                        .as_ref()
-                        .expect("raw format needs the raw option");
-                    let enc = RawEncoder::new(
-                        &input,
-                        fixed,
-                        &raw.bytes_field,
-                        raw.counter_field.as_ref(),
-                    )?;
-                    raw_pieces(body)
-                        .enumerate()
-                        .map(move |(n, piece)| piece.map(|p| enc.encode(n as u64, p)))
-                        .boxed()
+                    let raw = binding.raw.as_ref().expect("raw format needs the raw option");
+                    let enc = RawEncoder::new(&input, fixed, &raw.bytes_field, raw.counter_field.as_ref())?;
+                    raw_pieces(body).enumerate().map(move |(n, piece)| piece.map(|p| enc.encode(n as u64, p))).boxed()
                 }
             };
         if timeout.is_some_and(|t| t.is_zero()) {
             return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
         }
         let (requests, mut bad_input) = guard_input(messages);
-        let field = binding
-            .response_body
-            .as_ref()
-            .map(|f| f.json_name().to_owned());
+        let field = binding.response_body.as_ref().map(|f| f.json_name().to_owned());
         let started = Instant::now();
         let call = invoker.client_streaming(self.channel.clone(), meta, requests, field);
         let call = async {
@@ -288,9 +238,7 @@ impl Gateway {
             }
         };
         let out = match timeout {
-            Some(t) => tokio::time::timeout(t, call)
-                .await
-                .map_err(|_| GatewayError::DeadlineExceeded(t))?,
+            Some(t) => tokio::time::timeout(t, call).await.map_err(|_| GatewayError::DeadlineExceeded(t))?,
             None => call.await,
         }?;
         Ok(json_response(out))
@@ -305,25 +253,18 @@ impl Gateway {
         rid: &HeaderValue,
         fixed: serde_json::Value,
     ) -> Result<Response, GatewayError> {
-        let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
-            .await
-            .map_err(|e| {
-                GatewayError::BadRequest(format!(
-                    "{} is a bidirectional stream and needs a WebSocket upgrade: {e}",
-                    parts.uri.path()
-                ))
-            })?;
+        let ws = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(|e| {
+            GatewayError::BadRequest(format!(
+                "{} is a bidirectional stream and needs a WebSocket upgrade: {e}",
+                parts.uri.path()
+            ))
+        })?;
         let ctx = StreamContext::new(binding.method.input(), binding.body.clone(), fixed)?;
-        let meta = CallMeta {
-            metadata: request_metadata(&parts.headers, rid)?,
-            timeout: None,
-        };
+        let meta = CallMeta { metadata: request_metadata(&parts.headers, rid)?, timeout: None };
         let (channel, pool) = (self.channel.clone(), self.pool.clone());
         Ok(ws
             .max_message_size(self.max_body_size)
-            .on_upgrade(move |socket| {
-                crate::websocket::run(socket, invoker, channel, meta, ctx, pool)
-            }))
+            .on_upgrade(move |socket| crate::websocket::run(socket, invoker, channel, meta, ctx, pool)))
     }
 }
 
@@ -340,9 +281,7 @@ pub fn invoke_error(e: InvokeError) -> GatewayError {
 /// so it hears DEADLINE_EXCEEDED.
 fn deadline_aware(e: InvokeError, timeout: Option<Duration>, started: Instant) -> GatewayError {
     match (e, timeout) {
-        (InvokeError::Status(s), Some(t))
-            if s.code() == tonic::Code::Cancelled && started.elapsed() >= t =>
-        {
+        (InvokeError::Status(s), Some(t)) if s.code() == tonic::Code::Cancelled && started.elapsed() >= t => {
             GatewayError::DeadlineExceeded(t)
         }
         (e, _) => invoke_error(e),
@@ -378,10 +317,7 @@ fn with_deadline(
 fn json_response(out: UnaryOutput) -> Response {
     let mut resp = Response::new(Body::from(out.json));
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response_headers(&out.metadata, resp.headers_mut());
     resp
 }
@@ -393,22 +329,13 @@ fn json_media_type(headers: &HeaderMap) -> Result<(), GatewayError> {
         return Ok(());
     };
     let text = ct.to_str().unwrap_or("");
-    let mime = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let ok = mime.is_empty()
         || mime == "application/json"
         || mime == "text/json"
         || (mime.starts_with("application/") && mime.ends_with("+json"))
         || mime == "application/x-www-form-urlencoded";
-    if ok {
-        Ok(())
-    } else {
-        Err(GatewayError::UnsupportedMediaType(text.to_owned()))
-    }
+    if ok { Ok(()) } else { Err(GatewayError::UnsupportedMediaType(text.to_owned())) }
 }
 
 /// Reads a size-limited JSON body; `None` when it is empty.
@@ -422,31 +349,19 @@ pub async fn read_json_body(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 /// Reads a whole body, refusing more than `limit` bytes (early, when Content-Length says so).
-pub async fn read_limited(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<Bytes, GatewayError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::PayloadTooLarge { limit })
-        }
-        Err(e) => Err(GatewayError::BadRequest(format!(
-            "cannot read the request body: {e}"
-        ))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::PayloadTooLarge { limit }),
+        Err(e) => Err(GatewayError::BadRequest(format!("cannot read the request body: {e}"))),
     }
 }

@@ -56,25 +56,12 @@ async fn read_inbound(
 async fn fail(sink: &mut SplitSink<WebSocket, Message>, status: serde_json::Value) {
     let frame = serde_json::json!({ "error": status }).to_string();
     let _ = sink.send(Message::Text(frame.into())).await;
-    let reason: String = status["message"]
-        .as_str()
-        .unwrap_or("")
-        .chars()
-        .take(120)
-        .collect();
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code: close_code::ERROR,
-            reason: reason.into(),
-        })))
-        .await;
+    let reason: String = status["message"].as_str().unwrap_or("").chars().take(120).collect();
+    let _ = sink.send(Message::Close(Some(CloseFrame { code: close_code::ERROR, reason: reason.into() }))).await;
 }
 
 async fn finish(sink: &mut SplitSink<WebSocket, Message>) {
-    let close = CloseFrame {
-        code: close_code::NORMAL,
-        reason: Utf8Bytes::default(),
-    };
+    let close = CloseFrame { code: close_code::NORMAL, reason: Utf8Bytes::default() };
     let _ = sink.send(Message::Close(Some(close))).await;
 }
 
@@ -94,12 +81,7 @@ pub async fn run(
         let _ = end_tx.send(read_inbound(source, ctx, to_backend).await);
     });
     let gateway_error = |e: GatewayError| e.to_json(&pool);
-    let call = invoker.bidi_streaming(
-        channel,
-        meta,
-        ReceiverStream::new(requests).boxed(),
-        Output::Json(None),
-    );
+    let call = invoker.bidi_streaming(channel, meta, ReceiverStream::new(requests).boxed(), Output::Json(None));
     let reply = tokio::select! {
         r = call => r,
         end = &mut end_rx => {

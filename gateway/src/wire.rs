@@ -6,12 +6,8 @@ use crate::error::GatewayError;
 use crate::rules::BodySpec;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message as _;
-use prost::encoding::{
-    DecodeContext, WireType, decode_key, decode_varint, encode_key, encode_varint, skip_field,
-};
-use prost_reflect::{
-    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value as PValue,
-};
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, encode_key, encode_varint, skip_field};
+use prost_reflect::{DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value as PValue};
 use serde_json::{Map, Value};
 
 /// One encoded message as a list of pieces written back to back, so a large bytes field is
@@ -85,17 +81,9 @@ fn deserialize(desc: &MessageDescriptor, value: Value) -> Result<DynamicMessage,
 
 /// Copies every field `fixed` sets into `msg` where `msg` leaves it unset; a different value
 /// already there is an error. Nested messages (`{user.id}`) are compared field by field.
-fn apply_fixed(
-    msg: &mut DynamicMessage,
-    fixed: &DynamicMessage,
-    prefix: &str,
-) -> Result<(), GatewayError> {
+fn apply_fixed(msg: &mut DynamicMessage, fixed: &DynamicMessage, prefix: &str) -> Result<(), GatewayError> {
     for (field, want) in fixed.fields() {
-        let name = if prefix.is_empty() {
-            field.name().to_owned()
-        } else {
-            format!("{prefix}.{}", field.name())
-        };
+        let name = if prefix.is_empty() { field.name().to_owned() } else { format!("{prefix}.{}", field.name()) };
         if !msg.has_field(&field) {
             msg.set_field(&field, want.clone());
             continue;
@@ -103,10 +91,7 @@ fn apply_fixed(
         let nested = matches!(field.kind(), Kind::Message(ref m) if !m.full_name().starts_with("google.protobuf."))
             && !field.is_list()
             && !field.is_map();
-        if nested
-            && let (Some(inner_want), PValue::Message(inner)) =
-                (want.as_message(), msg.get_field_mut(&field))
-        {
+        if nested && let (Some(inner_want), PValue::Message(inner)) = (want.as_message(), msg.get_field_mut(&field)) {
             apply_fixed(inner, inner_want, &name)?;
         } else if msg.get_field(&field).as_ref() != want {
             return Err(bad(format!(
@@ -120,19 +105,14 @@ fn apply_fixed(
 
 impl StreamContext {
     /// `fixed` is the JSON object of the path and query values (`bind::url_values`).
-    pub fn new(
-        desc: MessageDescriptor,
-        body: BodySpec,
-        fixed: Value,
-    ) -> Result<Self, GatewayError> {
+    pub fn new(desc: MessageDescriptor, body: BodySpec, fixed: Value) -> Result<Self, GatewayError> {
         let fixed = deserialize(&desc, fixed)?;
         Ok(StreamContext { desc, body, fixed })
     }
 
     /// Encodes one streamed JSON message (a line of NDJSON, a WebSocket frame).
     pub fn encode_json(&self, text: &[u8]) -> Result<EncodedMessage, GatewayError> {
-        let value: Value =
-            serde_json::from_slice(text).map_err(|e| bad(format!("invalid JSON message: {e}")))?;
+        let value: Value = serde_json::from_slice(text).map_err(|e| bad(format!("invalid JSON message: {e}")))?;
         let obj = match (&self.body, value) {
             (BodySpec::Field(f), v) => Map::from_iter([(f.json_name().to_owned(), v)]),
             (_, Value::Object(o)) => o,
@@ -243,46 +223,24 @@ mod tests {
         let desc = pool().get_message_by_name("upload.v1.Chunk").unwrap();
         let data = desc.get_field_by_name("data").unwrap();
         let seq = desc.get_field_by_name("sequence").unwrap();
-        let enc = RawEncoder::new(
-            &desc,
-            json!({"uploadId": "u1", "sequence": 9, "data": "AAAA"}),
-            &data,
-            Some(&seq),
-        )
-        .unwrap();
+        let enc = RawEncoder::new(&desc, json!({"uploadId": "u1", "sequence": 9, "data": "AAAA"}), &data, Some(&seq))
+            .unwrap();
         for n in [0u64, 1, 300] {
             let bytes = concat(enc.encode(n, Bytes::from_static(b"hello")));
             let chunk = Chunk::decode(bytes.clone()).unwrap();
             assert_eq!(
-                (
-                    chunk.upload_id.as_str(),
-                    chunk.sequence as u64,
-                    chunk.data.as_slice()
-                ),
+                (chunk.upload_id.as_str(), chunk.sequence as u64, chunk.data.as_slice()),
                 ("u1", n, &b"hello"[..])
             );
-            assert_eq!(
-                extract_field(&bytes, 3).unwrap(),
-                Bytes::from_static(b"hello")
-            );
+            assert_eq!(extract_field(&bytes, 3).unwrap(), Bytes::from_static(b"hello"));
         }
     }
 
     #[test]
     fn extract_field_handles_absence_and_garbage() {
-        let c = Chunk {
-            upload_id: "x".into(),
-            sequence: 1,
-            data: vec![],
-        };
-        assert_eq!(
-            extract_field(&Bytes::from(c.encode_to_vec()), 3),
-            Some(Bytes::new())
-        );
-        assert_eq!(
-            extract_field(&Bytes::from_static(&[0x1a, 0x05, 1]), 3),
-            None
-        );
+        let c = Chunk { upload_id: "x".into(), sequence: 1, data: vec![] };
+        assert_eq!(extract_field(&Bytes::from(c.encode_to_vec()), 3), Some(Bytes::new()));
+        assert_eq!(extract_field(&Bytes::from_static(&[0x1a, 0x05, 1]), 3), None);
         assert_eq!(extract_field(&Bytes::from_static(&[0xff]), 3), None);
     }
 
@@ -291,16 +249,10 @@ mod tests {
         let desc = pool().get_message_by_name("chat.v1.ChatMessage").unwrap();
         let ctx = StreamContext::new(desc, BodySpec::Whole, json!({"sessionId": "room"})).unwrap();
         use switchyard_proto::chat::v1::ChatMessage;
-        let m = ChatMessage::decode(concat(
-            ctx.encode_json(br#"{"message":"hi","junk":1}"#).unwrap(),
-        ))
-        .unwrap();
+        let m = ChatMessage::decode(concat(ctx.encode_json(br#"{"message":"hi","junk":1}"#).unwrap())).unwrap();
         assert_eq!((m.session_id.as_str(), m.message.as_str()), ("room", "hi"));
-        let m = ChatMessage::decode(concat(
-            ctx.encode_json(br#"{"session_id":"room","message":"x"}"#)
-                .unwrap(),
-        ))
-        .unwrap();
+        let m =
+            ChatMessage::decode(concat(ctx.encode_json(br#"{"session_id":"room","message":"x"}"#).unwrap())).unwrap();
         assert_eq!(m.session_id, "room");
         assert!(ctx.encode_json(br#"{"sessionId":"other"}"#).is_err());
         assert!(ctx.encode_json(b"[1]").is_err());

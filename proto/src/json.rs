@@ -67,9 +67,6 @@ mod tests {
         assert_eq!(v(f64::INFINITY), "\"Infinity\"");
         assert_eq!(v(f64::NEG_INFINITY), "\"-Infinity\"");
         let list = vec![f32::NAN, 2.0];
-        assert_eq!(
-            serde_json::to_string(&Float(&list)).unwrap(),
-            "[\"NaN\",2.0]"
-        );
+        assert_eq!(serde_json::to_string(&Float(&list)).unwrap(), "[\"NaN\",2.0]");
     }
 }

@@ -35,12 +35,6 @@ pub trait JsonMessage:
 }
 
 impl<T> JsonMessage for T where
-    T: prost::Message
-        + Default
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static
+    T: prost::Message + Default + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
 {
 }

@@ -50,10 +50,7 @@ impl Timestamp {
 
 impl From<DateTime<Utc>> for Timestamp {
     fn from(t: DateTime<Utc>) -> Self {
-        Timestamp {
-            seconds: t.timestamp(),
-            nanos: t.timestamp_subsec_nanos() as i32,
-        }
+        Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
     }
 }
 
@@ -70,8 +67,7 @@ impl std::str::FromStr for Timestamp {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = DateTime::parse_from_rfc3339(s)
-            .map_err(|e| format!("invalid RFC 3339 timestamp {s:?}: {e}"))?;
+        let t = DateTime::parse_from_rfc3339(s).map_err(|e| format!("invalid RFC 3339 timestamp {s:?}: {e}"))?;
         let ts: Timestamp = t.with_timezone(&Utc).into();
         ts.to_datetime()?;
         Ok(ts)
@@ -162,9 +158,7 @@ impl<'de> Deserialize<'de> for FieldMask {
             .map(|p| {
                 if p.contains('_') {
                     // The mapping forbids snake_case here; reject rather than guess.
-                    Err(D::Error::custom(format!(
-                        "field mask path {p:?} must be lowerCamelCase in JSON"
-                    )))
+                    Err(D::Error::custom(format!("field mask path {p:?} must be lowerCamelCase in JSON")))
                 } else {
                     Ok(camel_to_snake(p))
                 }
@@ -198,42 +192,17 @@ mod tests {
     #[test]
     fn timestamp_accepts_offsets_and_rejects_garbage() {
         let t: Timestamp = serde_json::from_str("\"1970-01-01T01:00:00+01:00\"").unwrap();
-        assert_eq!(
-            t,
-            Timestamp {
-                seconds: 0,
-                nanos: 0
-            }
-        );
-        for bad in [
-            "\"yesterday\"",
-            "12",
-            "\"1970-01-01\"",
-            "\"10000-01-01T00:00:00Z\"",
-        ] {
+        assert_eq!(t, Timestamp { seconds: 0, nanos: 0 });
+        for bad in ["\"yesterday\"", "12", "\"1970-01-01\"", "\"10000-01-01T00:00:00Z\""] {
             assert!(serde_json::from_str::<Timestamp>(bad).is_err(), "{bad}");
         }
-        assert!(
-            serde_json::to_value(Timestamp {
-                seconds: 0,
-                nanos: -1
-            })
-            .is_err()
-        );
-        assert!(
-            serde_json::to_value(Timestamp {
-                seconds: i64::MAX,
-                nanos: 0
-            })
-            .is_err()
-        );
+        assert!(serde_json::to_value(Timestamp { seconds: 0, nanos: -1 }).is_err());
+        assert!(serde_json::to_value(Timestamp { seconds: i64::MAX, nanos: 0 }).is_err());
     }
 
     #[test]
     fn field_mask_is_one_camel_case_string() {
-        let m = FieldMask {
-            paths: vec!["name".into(), "address.street_name".into()],
-        };
+        let m = FieldMask { paths: vec!["name".into(), "address.street_name".into()] };
         assert_eq!(serde_json::to_value(&m).unwrap(), "name,address.streetName");
         let back: FieldMask = serde_json::from_str("\"name,address.streetName\"").unwrap();
         assert_eq!(back, m);

@@ -52,9 +52,7 @@ impl System {
         sys.base = format!("http://{}", http_listener.local_addr().unwrap());
         let config = gateway::Config::for_backend(format!("http://{grpc}"));
         let stop = sys.gateway_stop.clone();
-        tokio::spawn(
-            async move { gateway::run(http_listener, &config, stop.cancelled_owned()).await },
-        );
+        tokio::spawn(async move { gateway::run(http_listener, &config, stop.cancelled_owned()).await });
         sys
     }
 
@@ -63,9 +61,7 @@ impl System {
         self.bus = Some(backend.bus());
         self.backend_stop = CancellationToken::new();
         let stop = self.backend_stop.clone();
-        self.backend_task = Some(tokio::spawn(
-            backend.serve(listener, stop.cancelled_owned()),
-        ));
+        self.backend_task = Some(tokio::spawn(backend.serve(listener, stop.cancelled_owned())));
     }
 
     /// Stops the backend and waits until its port is closed.
@@ -84,20 +80,12 @@ impl System {
 
     /// A channel to the backend for native gRPC clients.
     pub async fn channel(&self) -> Channel {
-        tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc)).unwrap().connect().await.unwrap()
     }
 
     /// A native gRPC client of the User API.
-    pub async fn user_client(
-        &self,
-    ) -> switchyard_proto::user::v1::user_service_client::UserServiceClient<Channel> {
-        switchyard_proto::user::v1::user_service_client::UserServiceClient::new(
-            self.channel().await,
-        )
+    pub async fn user_client(&self) -> switchyard_proto::user::v1::user_service_client::UserServiceClient<Channel> {
+        switchyard_proto::user::v1::user_service_client::UserServiceClient::new(self.channel().await)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -136,11 +124,7 @@ pub async fn send(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
 pub fn assert_status(got: &(u16, serde_json::Value), http: u16, code: i64) {
     assert_eq!(got.0, http, "HTTP status of {}", got.1);
     assert_eq!(got.1["code"], code, "code in {}", got.1);
-    assert!(
-        got.1["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "message in {}",
-        got.1
-    );
+    assert!(got.1["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {}", got.1);
     assert!(got.1["details"].is_array(), "details in {}", got.1);
 }
 

@@ -53,13 +53,7 @@ type Tx<T> = mpsc::Sender<Result<T, Status>>;
 
 impl ChatApi {
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>, counts: Arc<RequestCounts>) -> Self {
-        ChatApi {
-            store,
-            bus,
-            counts,
-            post_lock: Arc::default(),
-            period: Duration::from_secs(1),
-        }
+        ChatApi { store, bus, counts, post_lock: Arc::default(), period: Duration::from_secs(1) }
     }
 
     /// Stores a message with the server's timestamp and publishes it to the room.
@@ -74,19 +68,12 @@ impl ChatApi {
         let _order = self.post_lock.lock().await;
         msg.timestamp = chrono::Utc::now().timestamp_millis();
         let stored = self.store.append_chat(msg).await?;
-        self.bus.publish(
-            &room_topic(&stored.session_id),
-            stored.encode_to_vec().into(),
-        );
+        self.bus.publish(&room_topic(&stored.session_id), stored.encode_to_vec().into());
         Ok(())
     }
 
     /// One participant, from the first message to leaving.
-    async fn participate(
-        self,
-        mut inbound: Streaming<ChatMessage>,
-        tx: Tx<ChatMessage>,
-    ) -> Result<(), ApiError> {
+    async fn participate(self, mut inbound: Streaming<ChatMessage>, tx: Tx<ChatMessage>) -> Result<(), ApiError> {
         let first = tokio::select! {
             m = inbound.message() => m,
             _ = tx.closed() => return Ok(()),
@@ -95,9 +82,7 @@ impl ChatApi {
             return Ok(());
         };
         let room = first.session_id.clone();
-        Validator::default()
-            .check(!room.is_empty(), "session_id", "must name the room to join")
-            .finish()?;
+        Validator::default().check(!room.is_empty(), "session_id", "must name the room to join").finish()?;
         let mut sub = self.bus.subscribe(&room_topic(&room));
         let history = self.store.chat_history(&room, HISTORY).await?;
         // Messages posted between subscribing and reading history arrive twice; skip those.
@@ -164,10 +149,7 @@ impl ChatApi {
     fn sample(&self, req: &MonitorRequest, cpu: &mut CpuMeter) -> MonitorResponse {
         let metric = req.metric();
         let want = |m: MetricType| metric == MetricType::Unspecified || metric == m;
-        let mut r = MonitorResponse {
-            service_id: req.service_id.clone(),
-            ..Default::default()
-        };
+        let mut r = MonitorResponse { service_id: req.service_id.clone(), ..Default::default() };
         let cpu_now = cpu.sample();
         if req.service_id == BACKEND {
             if want(MetricType::Cpu) {
@@ -244,19 +226,13 @@ impl ChatService for ChatApi {
     type ChatStream = BoxStream<'static, Result<ChatMessage, Status>>;
     type MonitorStream = BoxStream<'static, Result<MonitorResponse, Status>>;
 
-    async fn chat(
-        &self,
-        req: Request<Streaming<ChatMessage>>,
-    ) -> Result<Response<Self::ChatStream>, Status> {
+    async fn chat(&self, req: Request<Streaming<ChatMessage>>) -> Result<Response<Self::ChatStream>, Status> {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         spawn_stream(tx.clone(), self.clone().participate(req.into_inner(), tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn monitor(
-        &self,
-        req: Request<Streaming<MonitorRequest>>,
-    ) -> Result<Response<Self::MonitorStream>, Status> {
+    async fn monitor(&self, req: Request<Streaming<MonitorRequest>>) -> Result<Response<Self::MonitorStream>, Status> {
         let (tx, rx) = mpsc::channel(4);
         spawn_stream(tx.clone(), self.clone().monitor_loop(req.into_inner(), tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

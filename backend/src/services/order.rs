@@ -12,8 +12,8 @@ use prost::Message as _;
 use std::sync::Arc;
 use switchyard_proto::order::v1::order_service_server::OrderService;
 use switchyard_proto::order::v1::{
-    CreateOrderRequest, GetOrderRequest, GetOrdersRequest, Order, OrderStatus, OrderUpdate,
-    StreamRequest, UpdateOrderStatusRequest,
+    CreateOrderRequest, GetOrderRequest, GetOrdersRequest, Order, OrderStatus, OrderUpdate, StreamRequest,
+    UpdateOrderStatusRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -87,24 +87,16 @@ impl OrderService for OrderApi {
     type GetOrdersStream = BoxStream<'static, Result<Order, Status>>;
     type StreamOrderUpdatesStream = BoxStream<'static, Result<OrderUpdate, Status>>;
 
-    async fn get_orders(
-        &self,
-        req: Request<GetOrdersRequest>,
-    ) -> Result<Response<Self::GetOrdersStream>, Status> {
+    async fn get_orders(&self, req: Request<GetOrdersRequest>) -> Result<Response<Self::GetOrdersStream>, Status> {
         let r = req.into_inner();
         Validator::default()
             .check(!r.user_id.is_empty(), "user_id", "must not be empty")
             .check(r.limit >= 0, "limit", format!("{} is negative", r.limit))
             .finish()?;
-        self.store
-            .get_user(&r.user_id)
-            .await
-            .map_err(ApiError::from)?;
+        self.store.get_user(&r.user_id).await.map_err(ApiError::from)?;
         let limit = u32::try_from(r.limit).ok().filter(|l| *l > 0);
-        let stream = self
-            .store
-            .orders_of_user(&r.user_id, limit)
-            .map(|o| o.map_err(|e| Status::from(ApiError::from(e))));
+        let stream =
+            self.store.orders_of_user(&r.user_id, limit).map(|o| o.map_err(|e| Status::from(ApiError::from(e))));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -127,42 +119,21 @@ impl OrderService for OrderApi {
         // Subscribe before checking existence, so no change slips between the two.
         let sub = self.bus.subscribe(&topic);
         if exists {
-            self.store
-                .get_user(&r.user_id)
-                .await
-                .map_err(ApiError::from)?;
+            self.store.get_user(&r.user_id).await.map_err(ApiError::from)?;
         } else {
-            self.store
-                .get_order(&r.order_id)
-                .await
-                .map_err(ApiError::from)?;
+            self.store.get_order(&r.order_id).await.map_err(ApiError::from)?;
         }
         Ok(Response::new(updates(sub)))
     }
 
-    async fn create_order(
-        &self,
-        req: Request<CreateOrderRequest>,
-    ) -> Result<Response<Order>, Status> {
+    async fn create_order(&self, req: Request<CreateOrderRequest>) -> Result<Response<Order>, Status> {
         let r = req.into_inner();
         let mut v = Validator::default();
         v.check(!r.user_id.is_empty(), "user_id", "must not be empty");
-        v.check(
-            !r.items.is_empty(),
-            "items",
-            "an order needs at least one item",
-        );
+        v.check(!r.items.is_empty(), "items", "an order needs at least one item");
         for (i, item) in r.items.iter().enumerate() {
-            v.check(
-                !item.product_id.is_empty(),
-                &format!("items[{i}].product_id"),
-                "must not be empty",
-            );
-            v.check(
-                item.quantity > 0,
-                &format!("items[{i}].quantity"),
-                format!("{} is not positive", item.quantity),
-            );
+            v.check(!item.product_id.is_empty(), &format!("items[{i}].product_id"), "must not be empty");
+            v.check(item.quantity > 0, &format!("items[{i}].quantity"), format!("{} is not positive", item.quantity));
             v.check(
                 item.price.is_finite() && item.price >= 0.0,
                 &format!("items[{i}].price"),
@@ -170,57 +141,31 @@ impl OrderService for OrderApi {
             );
         }
         v.finish()?;
-        let total = r
-            .items
-            .iter()
-            .map(|i| f64::from(i.quantity) * i.price)
-            .sum();
-        let order = self
-            .store
-            .create_order(&r.user_id, r.items, total)
-            .await
-            .map_err(ApiError::from)?;
+        let total = r.items.iter().map(|i| f64::from(i.quantity) * i.price).sum();
+        let order = self.store.create_order(&r.user_id, r.items, total).await.map_err(ApiError::from)?;
         self.publish(&order);
         Ok(Response::new(order))
     }
 
     async fn get_order(&self, req: Request<GetOrderRequest>) -> Result<Response<Order>, Status> {
         let id = req.into_inner().order_id;
-        Validator::default()
-            .check(!id.is_empty(), "order_id", "must not be empty")
-            .finish()?;
-        Ok(Response::new(
-            self.store.get_order(&id).await.map_err(ApiError::from)?,
-        ))
+        Validator::default().check(!id.is_empty(), "order_id", "must not be empty").finish()?;
+        Ok(Response::new(self.store.get_order(&id).await.map_err(ApiError::from)?))
     }
 
-    async fn update_order_status(
-        &self,
-        req: Request<UpdateOrderStatusRequest>,
-    ) -> Result<Response<Order>, Status> {
+    async fn update_order_status(&self, req: Request<UpdateOrderStatusRequest>) -> Result<Response<Order>, Status> {
         let r = req.into_inner();
-        let to = OrderStatus::try_from(r.status)
-            .ok()
-            .filter(|s| *s != OrderStatus::Unspecified);
+        let to = OrderStatus::try_from(r.status).ok().filter(|s| *s != OrderStatus::Unspecified);
         Validator::default()
             .check(!r.order_id.is_empty(), "order_id", "must not be empty")
-            .check(
-                to.is_some(),
-                "status",
-                format!("{} is not an order status", r.status),
-            )
+            .check(to.is_some(), "status", format!("{} is not an order status", r.status))
             .finish()?;
         let to = to.expect("validated");
-        let current = self
-            .store
-            .get_order(&r.order_id)
-            .await
-            .map_err(ApiError::from)?;
+        let current = self.store.get_order(&r.order_id).await.map_err(ApiError::from)?;
         let from = current.status();
         if next_status(from) != Some(to) {
-            let allowed = next_status(from).map_or("none: the order is complete".to_owned(), |s| {
-                s.as_str_name().to_owned()
-            });
+            let allowed =
+                next_status(from).map_or("none: the order is complete".to_owned(), |s| s.as_str_name().to_owned());
             return Err(ApiError::FailedPrecondition(format!(
                 "cannot move order from {} to {}; the next status is {allowed}",
                 from.as_str_name(),
@@ -229,11 +174,7 @@ impl OrderService for OrderApi {
             .into());
         }
         // A concurrent change makes this ABORTED (409): the client re-reads and decides again.
-        let order = self
-            .store
-            .set_order_status(&r.order_id, from, to)
-            .await
-            .map_err(ApiError::from)?;
+        let order = self.store.set_order_status(&r.order_id, from, to).await.map_err(ApiError::from)?;
         self.publish(&order);
         Ok(Response::new(order))
     }
@@ -247,10 +188,7 @@ mod tests {
     fn lifecycle_moves_one_step_forward_only() {
         assert_eq!(next_status(OrderStatus::Pending), Some(OrderStatus::Paid));
         assert_eq!(next_status(OrderStatus::Paid), Some(OrderStatus::Shipped));
-        assert_eq!(
-            next_status(OrderStatus::Shipped),
-            Some(OrderStatus::Delivered)
-        );
+        assert_eq!(next_status(OrderStatus::Shipped), Some(OrderStatus::Delivered));
         assert_eq!(next_status(OrderStatus::Delivered), None);
     }
 }

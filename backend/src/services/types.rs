@@ -11,10 +11,7 @@ pub struct TypesApi;
 
 #[tonic::async_trait]
 impl TypesService for TypesApi {
-    async fn echo_scalars(
-        &self,
-        req: Request<ScalarTypes>,
-    ) -> Result<Response<ScalarTypes>, Status> {
+    async fn echo_scalars(&self, req: Request<ScalarTypes>) -> Result<Response<ScalarTypes>, Status> {
         Ok(Response::new(req.into_inner()))
     }
 
@@ -22,10 +19,7 @@ impl TypesService for TypesApi {
         Ok(Response::new(req.into_inner()))
     }
 
-    async fn echo_response(
-        &self,
-        req: Request<ResponseMsg>,
-    ) -> Result<Response<ResponseMsg>, Status> {
+    async fn echo_response(&self, req: Request<ResponseMsg>) -> Result<Response<ResponseMsg>, Status> {
         Ok(Response::new(req.into_inner()))
     }
 }

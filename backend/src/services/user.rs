@@ -7,8 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::sync::Arc;
 use switchyard_proto::user::v1::user_service_server::UserService;
 use switchyard_proto::user::v1::{
-    CreateUserRequest, DeleteUserRequest, GetUserRequest, ListUsersRequest, ListUsersResponse,
-    UpdateUserRequest, User,
+    CreateUserRequest, DeleteUserRequest, GetUserRequest, ListUsersRequest, ListUsersResponse, UpdateUserRequest, User,
 };
 use tonic::{Request, Response, Status};
 
@@ -46,27 +45,15 @@ pub fn valid_email(email: &str) -> bool {
 
 fn check_name(v: &mut Validator, name: &str) {
     v.check(!name.trim().is_empty(), "name", "must not be empty");
-    v.check(
-        name.chars().count() <= 200,
-        "name",
-        "must be at most 200 characters",
-    );
+    v.check(name.chars().count() <= 200, "name", "must be at most 200 characters");
 }
 
 fn check_email(v: &mut Validator, email: &str) {
-    v.check(
-        valid_email(email),
-        "email",
-        format!("{email:?} is not a valid email address"),
-    );
+    v.check(valid_email(email), "email", format!("{email:?} is not a valid email address"));
 }
 
 fn check_age(v: &mut Validator, age: i32) {
-    v.check(
-        (0..=150).contains(&age),
-        "age",
-        format!("{age} is outside 0..=150"),
-    );
+    v.check((0..=150).contains(&age), "age", format!("{age} is outside 0..=150"));
 }
 
 const PAGE_TOKEN_PREFIX: &str = "users:";
@@ -95,19 +82,13 @@ pub async fn create_user(store: &dyn Store, r: CreateUserRequest) -> Result<User
     check_email(&mut v, &r.email);
     check_age(&mut v, r.age);
     v.finish()?;
-    let new = NewUser {
-        name: r.name.trim().to_owned(),
-        email: r.email,
-        age: r.age,
-    };
+    let new = NewUser { name: r.name.trim().to_owned(), email: r.email, age: r.age };
     Ok(store.create_user(new).await?)
 }
 
 /// Validates and deletes a user; shared by DeleteUser and ProcessBatch.
 pub async fn delete_user(store: &dyn Store, r: DeleteUserRequest) -> Result<(), ApiError> {
-    Validator::default()
-        .check(!r.user_id.is_empty(), "user_id", "must not be empty")
-        .finish()?;
+    Validator::default().check(!r.user_id.is_empty(), "user_id", "must not be empty").finish()?;
     Ok(store.delete_user(&r.user_id).await?)
 }
 
@@ -115,12 +96,8 @@ pub async fn delete_user(store: &dyn Store, r: DeleteUserRequest) -> Result<(), 
 impl UserService for UserApi {
     async fn get_user(&self, req: Request<GetUserRequest>) -> Result<Response<User>, Status> {
         let id = req.into_inner().user_id;
-        Validator::default()
-            .check(!id.is_empty(), "user_id", "must not be empty")
-            .finish()?;
-        Ok(Response::new(
-            self.store.get_user(&id).await.map_err(ApiError::from)?,
-        ))
+        Validator::default().check(!id.is_empty(), "user_id", "must not be empty").finish()?;
+        Ok(Response::new(self.store.get_user(&id).await.map_err(ApiError::from)?))
     }
 
     async fn create_user(&self, req: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
@@ -132,11 +109,7 @@ impl UserService for UserApi {
         v.finish()?;
         let user = self
             .store
-            .create_user(NewUser {
-                name: r.name.trim().to_owned(),
-                email: r.email,
-                age: r.age,
-            })
+            .create_user(NewUser { name: r.name.trim().to_owned(), email: r.email, age: r.age })
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(user))
@@ -155,11 +128,7 @@ impl UserService for UserApi {
                         "email" => patch.email = Some(r.email.clone()),
                         "age" => patch.age = Some(r.age),
                         other => {
-                            v.check(
-                                false,
-                                "update_mask",
-                                format!("unknown or immutable field {other:?}"),
-                            );
+                            v.check(false, "update_mask", format!("unknown or immutable field {other:?}"));
                         }
                     }
                 }
@@ -182,44 +151,24 @@ impl UserService for UserApi {
         }
         v.finish()?;
         patch.name = patch.name.map(|n| n.trim().to_owned());
-        let user = self
-            .store
-            .update_user(&r.user_id, patch)
-            .await
-            .map_err(ApiError::from)?;
+        let user = self.store.update_user(&r.user_id, patch).await.map_err(ApiError::from)?;
         Ok(Response::new(user))
     }
 
-    async fn delete_user(
-        &self,
-        req: Request<DeleteUserRequest>,
-    ) -> Result<Response<pbjson_types::Empty>, Status> {
+    async fn delete_user(&self, req: Request<DeleteUserRequest>) -> Result<Response<pbjson_types::Empty>, Status> {
         delete_user(self.store.as_ref(), req.into_inner()).await?;
         Ok(Response::new(pbjson_types::Empty {}))
     }
 
-    async fn list_users(
-        &self,
-        req: Request<ListUsersRequest>,
-    ) -> Result<Response<ListUsersResponse>, Status> {
+    async fn list_users(&self, req: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
         let r = req.into_inner();
-        Validator::default()
-            .check(
-                r.page_size >= 0,
-                "page_size",
-                format!("{} is negative", r.page_size),
-            )
-            .finish()?;
+        Validator::default().check(r.page_size >= 0, "page_size", format!("{} is negative", r.page_size)).finish()?;
         let size = match r.page_size as u32 {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         };
         let after = decode_page_token(&r.page_token)?;
-        let page = self
-            .store
-            .list_users(after, size)
-            .await
-            .map_err(ApiError::from)?;
+        let page = self.store.list_users(after, size).await.map_err(ApiError::from)?;
         Ok(Response::new(ListUsersResponse {
             users: page.users,
             next_page_token: page.next.map(encode_page_token).unwrap_or_default(),
@@ -236,9 +185,7 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@example.com", "x@sub.domain.org"] {
             assert!(valid_email(good), "{good}");
         }
-        for bad in [
-            "", "a", "@b.co", "a@", "a@b", "a@@b.co", "a b@c.de", "a@.b", "a@b.", "a@b..c",
-        ] {
+        for bad in ["", "a", "@b.co", "a@", "a@b", "a@@b.co", "a b@c.de", "a@.b", "a@b.", "a@b..c"] {
             assert!(!valid_email(bad), "{bad}");
         }
     }
@@ -247,12 +194,7 @@ mod tests {
     fn page_tokens_round_trip_and_reject_garbage() {
         assert_eq!(decode_page_token("").unwrap(), 0);
         assert_eq!(decode_page_token(&encode_page_token(42)).unwrap(), 42);
-        for bad in [
-            "x",
-            "!!!",
-            &URL_SAFE_NO_PAD.encode("users:-1"),
-            &URL_SAFE_NO_PAD.encode("nope:1"),
-        ] {
+        for bad in ["x", "!!!", &URL_SAFE_NO_PAD.encode("users:-1"), &URL_SAFE_NO_PAD.encode("nope:1")] {
             assert!(decode_page_token(bad).is_err(), "{bad}");
         }
     }

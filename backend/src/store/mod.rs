@@ -79,28 +79,14 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait OrderStore: Send + Sync {
     /// Inserts a PENDING order; `NotFound` when the user does not exist.
-    async fn create_order(
-        &self,
-        user_id: &str,
-        items: Vec<OrderItem>,
-        total: f64,
-    ) -> Result<Order, StoreError>;
+    async fn create_order(&self, user_id: &str, items: Vec<OrderItem>, total: f64) -> Result<Order, StoreError>;
     /// Reads one order.
     async fn get_order(&self, id: &str) -> Result<Order, StoreError>;
     /// Sets the status if it is still `from` (compare-and-set); `Conflict` otherwise.
-    async fn set_order_status(
-        &self,
-        id: &str,
-        from: OrderStatus,
-        to: OrderStatus,
-    ) -> Result<Order, StoreError>;
+    async fn set_order_status(&self, id: &str, from: OrderStatus, to: OrderStatus) -> Result<Order, StoreError>;
     /// A user's orders in creation order, at most `limit` (all when `None`), read lazily so a
     /// slow client holds back the database cursor instead of filling memory.
-    fn orders_of_user(
-        &self,
-        user_id: &str,
-        limit: Option<u32>,
-    ) -> BoxStream<'static, Result<Order, StoreError>>;
+    fn orders_of_user(&self, user_id: &str, limit: Option<u32>) -> BoxStream<'static, Result<Order, StoreError>>;
 }
 
 /// Metadata of stored uploads (the bytes are files, see `services::upload`).

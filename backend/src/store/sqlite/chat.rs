@@ -66,10 +66,7 @@ mod tests {
             s.append_chat(msg).await.unwrap();
         }
         let h = s.chat_history("a", 5).await.unwrap();
-        assert_eq!(
-            h.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(),
-            ["m50", "m52", "m54", "m56", "m58"]
-        );
+        assert_eq!(h.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["m50", "m52", "m54", "m56", "m58"]);
         assert!(h.windows(2).all(|w| w[0].id < w[1].id));
         assert!(s.chat_history("none", 5).await.unwrap().is_empty());
     }

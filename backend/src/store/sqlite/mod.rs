@@ -34,15 +34,8 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(e.into()))?;
+        let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(options).await?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;
         Ok(SqliteStore { pool })
     }
 
@@ -67,10 +60,7 @@ fn now_nanos() -> i64 {
 }
 
 fn timestamp(nanos: i64) -> Timestamp {
-    Timestamp {
-        seconds: nanos.div_euclid(1_000_000_000),
-        nanos: nanos.rem_euclid(1_000_000_000) as i32,
-    }
+    Timestamp { seconds: nanos.div_euclid(1_000_000_000), nanos: nanos.rem_euclid(1_000_000_000) as i32 }
 }
 
 #[cfg(test)]

@@ -10,26 +10,23 @@ use switchyard_proto::upload::v1::UploadInfo;
 impl UploadStore for SqliteStore {
     async fn insert_upload(&self, info: &UploadInfo) -> Result<(), StoreError> {
         let created = info.created_at.unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO uploads (id, upload_id, size, sha256, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&info.file_id)
-        .bind(&info.upload_id)
-        .bind(info.size)
-        .bind(&info.sha256)
-        .bind(created.seconds * 1_000_000_000 + i64::from(created.nanos))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("INSERT INTO uploads (id, upload_id, size, sha256, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&info.file_id)
+            .bind(&info.upload_id)
+            .bind(info.size)
+            .bind(&info.sha256)
+            .bind(created.seconds * 1_000_000_000 + i64::from(created.nanos))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn get_upload(&self, file_id: &str) -> Result<UploadInfo, StoreError> {
-        let row =
-            sqlx::query("SELECT id, upload_id, size, sha256, created_at FROM uploads WHERE id = ?")
-                .bind(file_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("upload {file_id:?}")))?;
+        let row = sqlx::query("SELECT id, upload_id, size, sha256, created_at FROM uploads WHERE id = ?")
+            .bind(file_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("upload {file_id:?}")))?;
         Ok(UploadInfo {
             file_id: row.try_get("id")?,
             upload_id: row.try_get("upload_id")?,

@@ -8,14 +8,13 @@ use sqlx::sqlite::SqliteRow;
 use std::collections::HashMap;
 use switchyard_proto::user::v1::{CreatedAt, User, UserStatus};
 
-const USER_COLUMNS: &str =
-    "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status";
+const USER_COLUMNS: &str = "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status";
 
 fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
-    let roles: Vec<String> = serde_json::from_str(row.try_get("roles")?)
-        .map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
-    let metadata: HashMap<String, String> = serde_json::from_str(row.try_get("metadata")?)
-        .map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
+    let roles: Vec<String> =
+        serde_json::from_str(row.try_get("roles")?).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
+    let metadata: HashMap<String, String> =
+        serde_json::from_str(row.try_get("metadata")?).map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
     Ok(User {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -24,10 +23,7 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
         active: row.try_get("active")?,
         roles,
         metadata,
-        created_at: Some(CreatedAt {
-            timestamp: row.try_get("created_at")?,
-            timezone: row.try_get("timezone")?,
-        }),
+        created_at: Some(CreatedAt { timestamp: row.try_get("created_at")?, timezone: row.try_get("timezone")? }),
         status: row.try_get("status")?,
     })
 }
@@ -76,21 +72,14 @@ impl UserStore for SqliteStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| {
-            unique_violation(e, || {
-                format!("a user with email {:?}", email.unwrap_or_default())
-            })
-        })?
+        .map_err(|e| unique_violation(e, || format!("a user with email {:?}", email.unwrap_or_default())))?
         .ok_or_else(|| StoreError::NotFound(format!("user {id:?}")))?;
         user_from_row(&row)
     }
 
     async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM users WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| match &e {
+        let done =
+            sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&self.pool).await.map_err(|e| match &e {
                 sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
                     StoreError::InUse(format!("user {id:?} still has orders"))
                 }
@@ -103,13 +92,11 @@ impl UserStore for SqliteStore {
     }
 
     async fn list_users(&self, after: i64, limit: u32) -> Result<UserPage, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE seq > ? ORDER BY seq LIMIT ?"
-        ))
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE seq > ? ORDER BY seq LIMIT ?"))
+            .bind(after)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
         let more = rows.len() > limit as usize;
         let page = &rows[..rows.len().min(limit as usize)];
         let next = match (more, page.last()) {
@@ -126,11 +113,7 @@ mod tests {
     use super::*;
 
     fn new_user(n: u32) -> NewUser {
-        NewUser {
-            name: format!("User {n}"),
-            email: format!("u{n}@example.com"),
-            age: 30,
-        }
+        NewUser { name: format!("User {n}"), email: format!("u{n}@example.com"), age: 30 }
     }
 
     #[tokio::test]
@@ -140,26 +123,11 @@ mod tests {
         assert!(u.active);
         assert_eq!(u.status(), UserStatus::Active);
         assert_eq!(s.get_user(&u.id).await.unwrap(), u);
-        let patched = s
-            .update_user(
-                &u.id,
-                UserPatch {
-                    age: Some(0),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let patched = s.update_user(&u.id, UserPatch { age: Some(0), ..Default::default() }).await.unwrap();
         assert_eq!((patched.age, patched.name.as_str()), (0, "User 1"));
         s.delete_user(&u.id).await.unwrap();
-        assert!(matches!(
-            s.get_user(&u.id).await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            s.delete_user(&u.id).await,
-            Err(StoreError::NotFound(_))
-        ));
+        assert!(matches!(s.get_user(&u.id).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(s.delete_user(&u.id).await, Err(StoreError::NotFound(_))));
     }
 
     #[tokio::test]
@@ -168,19 +136,10 @@ mod tests {
         s.create_user(new_user(1)).await.unwrap();
         let mut dup = new_user(2);
         dup.email = "U1@EXAMPLE.com".into();
-        assert!(matches!(
-            s.create_user(dup).await,
-            Err(StoreError::AlreadyExists(_))
-        ));
+        assert!(matches!(s.create_user(dup).await, Err(StoreError::AlreadyExists(_))));
         let other = s.create_user(new_user(3)).await.unwrap();
-        let taken = UserPatch {
-            email: Some("u1@example.com".into()),
-            ..Default::default()
-        };
-        assert!(matches!(
-            s.update_user(&other.id, taken).await,
-            Err(StoreError::AlreadyExists(_))
-        ));
+        let taken = UserPatch { email: Some("u1@example.com".into()), ..Default::default() };
+        assert!(matches!(s.update_user(&other.id, taken).await, Err(StoreError::AlreadyExists(_))));
     }
 
     #[tokio::test]
@@ -199,9 +158,6 @@ mod tests {
                 None => break,
             }
         }
-        assert_eq!(
-            names,
-            (0..5).map(|n| format!("User {n}")).collect::<Vec<_>>()
-        );
+        assert_eq!(names, (0..5).map(|n| format!("User {n}")).collect::<Vec<_>>());
     }
 }
