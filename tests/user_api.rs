@@ -179,3 +179,25 @@ async fn h2c_request_ids_and_headers() {
     let generated = resp.headers()["x-request-id"].to_str().unwrap();
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
 }
+
+/// Whole JSON responses are gzipped for clients that ask; streams never are (they must flow
+/// message by message).
+#[tokio::test]
+async fn gzip_for_whole_responses_only() {
+    let sys = System::start().await;
+    for n in 0..3 {
+        create(&sys, &format!("Gzip {n}"), &format!("gz{n}@example.com"), n).await;
+    }
+    let resp = http().get(sys.url("/api/v1/users")).header("Accept-Encoding", "gzip").send().await.unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let user = create(&sys, "Streamer", "streamer@example.com", 1).await;
+    let id = user["id"].as_str().unwrap();
+    let resp = http()
+        .get(sys.url(&format!("/api/v1/users/{id}/orders")))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-encoding").is_none());
+}

@@ -64,7 +64,9 @@ pub fn reference_document() -> anyhow::Result<serde_json::Value> {
 
 /// The HTTP application. Layers, outermost first:
 /// 1. tracing: one span per request (debug level, so free unless asked for);
-/// 2. panic guard: a bug answers 500 with a Status body instead of dropping the connection.
+/// 2. compression: gzip for clients that accept it, on whole responses only (streams must reach
+///    the client message by message, not when a compressor's buffer fills);
+/// 3. panic guard: a bug answers 500 with a Status body instead of dropping the connection.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let doc = crate::openapi::document(gateway.pool(), gateway.routes().bindings().map(|b| b.as_ref()), &api_info());
     let yaml = crate::openapi::to_yaml(&doc);
@@ -77,7 +79,17 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .fallback(|State(gw): State<Arc<Gateway>>, req: Request| async move { gw.handle(req).await })
         .with_state(gateway)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(compression())
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate + Clone> {
+    use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+    // The default already leaves out SSE, gRPC, images and tiny bodies.
+    let whole_responses_only = DefaultPredicate::new()
+        .and(NotForContentType::new("application/x-ndjson"))
+        .and(NotForContentType::new("application/octet-stream"));
+    tower_http::compression::CompressionLayer::new().gzip(true).compress_when(whole_responses_only)
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
