@@ -19,6 +19,11 @@ enum Command {
     Backend(backend::Config),
     /// The REST/JSON gateway alone.
     Gateway(gateway::Config),
+    /// Compare REST and gRPC side by side: native gRPC, the gateway over HTTP/1.1 and HTTP/2,
+    /// and a legacy REST service, on the same store, interleaved.
+    Bench(bench::BenchArgs),
+    /// The legacy REST service the bench compares against (plain JSON over HTTP, no gRPC).
+    LegacyRest(bench::legacy::LegacyArgs),
     /// Print the OpenAPI 3.1 document of the gateway's routes (what openapi.yaml holds).
     Openapi {
         /// Print JSON instead of YAML.
@@ -41,6 +46,8 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(addr = %listener.local_addr()?, "backend listening");
             backend::run(listener, &config, backend::shutdown_signal()).await
         }
+        Some(Command::Bench(args)) => bench::run(args).await,
+        Some(Command::LegacyRest(args)) => bench::legacy::run(args, backend::shutdown_signal()).await,
         Some(Command::Openapi { json }) => {
             let doc = gateway::server::reference_document()?;
             if json {

@@ -83,7 +83,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate + Clone> {
+fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
     use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
     // The default already leaves out SSE, gRPC, images and tiny bodies.
     let whole_responses_only = DefaultPredicate::new()

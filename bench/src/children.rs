@@ -1,0 +1,134 @@
+//! The servers under test, as child processes of this executable's own subcommands on
+//! ephemeral loopback ports, with a fresh temporary database. Dropping [`Children`] stops them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// A running server.
+pub struct Server {
+    /// What it is: "backend", "gateway", "legacy-rest".
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// The three servers of a default run.
+pub struct Children {
+    pub backend: Server,
+    pub gateway: Server,
+    pub legacy: Server,
+}
+
+/// An ephemeral loopback port: bound, read and released (the child binds it right after).
+fn free_port() -> std::io::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    l.local_addr()
+}
+
+async fn spawn(name: &'static str, args: &[String], dir: &Path) -> anyhow::Result<Server> {
+    let addr: SocketAddr = args
+        .iter()
+        .position(|a| a == "--listen")
+        .and_then(|i| args.get(i + 1))
+        .ok_or_else(|| anyhow::anyhow!("no --listen"))?
+        .parse()?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    let server = Server { name, addr, child };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if Instant::now() > deadline {
+            anyhow::bail!("{name} did not start; see {}", dir.join(format!("{name}.log")).display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(server)
+}
+
+impl Children {
+    /// Starts backend, gateway and legacy REST service over one database in `dir`.
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let db = format!("sqlite://{}", dir.join("bench.db").display());
+        let s = |p: &Path| p.display().to_string();
+        let backend_addr = free_port()?;
+        let backend = spawn(
+            "backend",
+            &[
+                "backend".into(),
+                "--listen".into(),
+                backend_addr.to_string(),
+                "--database".into(),
+                db.clone(),
+                "--upload-dir".into(),
+                s(&dir.join("uploads")),
+            ],
+            dir,
+        )
+        .await?;
+        let gateway = spawn(
+            "gateway",
+            &[
+                "gateway".into(),
+                "--listen".into(),
+                free_port()?.to_string(),
+                "--backend".into(),
+                format!("http://{}", backend.addr),
+            ],
+            dir,
+        )
+        .await?;
+        let legacy = spawn(
+            "legacy-rest",
+            &[
+                "legacy-rest".into(),
+                "--listen".into(),
+                free_port()?.to_string(),
+                "--database".into(),
+                db,
+                "--upload-dir".into(),
+                s(&dir.join("legacy-uploads")),
+            ],
+            dir,
+        )
+        .await?;
+        Ok(Children { backend, gateway, legacy })
+    }
+
+    /// Every server, for per-process figures.
+    pub fn all(&self) -> [&Server; 3] {
+        [&self.backend, &self.gateway, &self.legacy]
+    }
+
+    /// Stops the servers: SIGTERM, a moment to finish, then SIGKILL.
+    pub async fn stop(mut self) {
+        for s in [&mut self.backend, &mut self.gateway, &mut self.legacy] {
+            if let Some(pid) = s.child.id() {
+                // SAFETY: signalling our own child.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+            }
+        }
+        for s in [&mut self.backend, &mut self.gateway, &mut self.legacy] {
+            if tokio::time::timeout(Duration::from_secs(5), s.child.wait()).await.is_err() {
+                let _ = s.child.kill().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The API as it was before migration: plain JSON over HTTP/1.1 on the same store, with no gRPC
+//! behind it. `switchyard bench` runs it as a child process (`switchyard legacy-rest`) so that
+//! "REST vs gRPC" and "what the gateway costs" are two separate numbers.
+//!
+//! It serves the benchmarked calls on the gateway's paths with the gateway's JSON (the same
+//! pbjson types): GetUser, CreateUser, ListUsers (one page), a user's orders as NDJSON, and a
+//! raw-body upload.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use backend::error::ApiError;
+use backend::store::{SqliteStore, Store};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use switchyard_proto::upload::v1::{UploadInfo, UploadResult};
+use switchyard_proto::user::v1::{CreateUserRequest, ListUsersResponse};
+use switchyard_proto::wkt::Timestamp;
+use tokio::io::AsyncWriteExt;
+
+/// Flags of `switchyard legacy-rest`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LegacyArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// Database URL (the same file as the backend's, to serve the same data).
+    #[arg(long, default_value = "sqlite://data/switchyard.db")]
+    pub database: String,
+    /// Folder for uploaded files.
+    #[arg(long, default_value = "data/legacy-uploads")]
+    pub upload_dir: PathBuf,
+}
+
+#[derive(Clone)]
+struct Legacy {
+    store: Arc<dyn Store>,
+    upload_dir: PathBuf,
+}
+
+/// A plain JSON error with the status a REST API would pick.
+struct Failure(ApiError);
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure(e)
+    }
+}
+
+impl From<backend::store::StoreError> for Failure {
+    fn from(e: backend::store::StoreError) -> Self {
+        Failure(ApiError::Store(e))
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure(ApiError::Io(e))
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = tonic::Status::from(self.0);
+        let http = match status.code() {
+            tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => StatusCode::BAD_REQUEST,
+            tonic::Code::NotFound => StatusCode::NOT_FOUND,
+            tonic::Code::AlreadyExists | tonic::Code::Aborted => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = serde_json::json!({"code": status.code() as i32, "message": status.message(), "details": []});
+        (http, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(value).unwrap_or_default()).into_response()
+}
+
+async fn get_user(State(app): State<Legacy>, Path(id): Path<String>) -> Result<Response, Failure> {
+    Ok(json(&app.store.get_user(&id).await?))
+}
+
+async fn create_user(State(app): State<Legacy>, body: Bytes) -> Result<Response, Failure> {
+    let req: CreateUserRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidArgument(format!("invalid JSON body: {e}")))?;
+    Ok(json(&backend::services::user::create_user(app.store.as_ref(), req).await?))
+}
+
+async fn list_users(State(app): State<Legacy>, Query(q): Query<HashMap<String, String>>) -> Result<Response, Failure> {
+    let size = q.get("pageSize").or_else(|| q.get("page_size")).and_then(|s| s.parse::<u32>().ok()).unwrap_or(50);
+    let page = app.store.list_users(0, size.clamp(1, 1000)).await?;
+    // One page is what the bench reads; the token is informative only.
+    let next = page.next.map(|n| n.to_string()).unwrap_or_default();
+    Ok(json(&ListUsersResponse { users: page.users, next_page_token: next }))
+}
+
+async fn user_orders(State(app): State<Legacy>, Path(id): Path<String>) -> Result<Response, Failure> {
+    app.store.get_user(&id).await?;
+    let lines = app.store.orders_of_user(&id, None).ready_chunks(256).map(|batch| {
+        let mut buf = BytesMut::new();
+        for order in batch {
+            let order = order.map_err(std::io::Error::other)?;
+            buf.extend_from_slice(b"{\"result\":");
+            buf.extend_from_slice(&serde_json::to_vec(&order).map_err(std::io::Error::other)?);
+            buf.extend_from_slice(b"}\n");
+        }
+        Ok::<_, std::io::Error>(buf.freeze())
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
+}
+
+async fn upload(State(app): State<Legacy>, body: Body) -> Result<Response, Failure> {
+    let file_id = uuid::Uuid::new_v4().to_string();
+    let part = app.upload_dir.join(format!(".{file_id}.part"));
+    let file = tokio::fs::File::from_std(std::fs::File::create(&part)?);
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::InvalidArgument(format!("upload failed: {e}")))?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        out.write_all(&chunk).await?;
+    }
+    out.flush().await?;
+    out.into_inner().sync_all().await?;
+    tokio::fs::rename(&part, app.upload_dir.join(&file_id)).await?;
+    let sha256 = hex::encode(hasher.finalize());
+    let info = UploadInfo {
+        file_id: file_id.clone(),
+        upload_id: String::new(),
+        size: size as i64,
+        sha256: sha256.clone(),
+        created_at: Some(Timestamp::now()),
+    };
+    app.store.insert_upload(&info).await?;
+    Ok(json(&UploadResult { file_id, size: size as i64, success: true, sha256 }))
+}
+
+/// The legacy service's routes.
+pub fn router(store: Arc<dyn Store>, upload_dir: PathBuf) -> Router {
+    Router::new()
+        .route("/api/v1/users", post(create_user).get(list_users))
+        .route("/api/v1/users/{id}", get(get_user))
+        .route("/api/v1/users/{id}/orders", get(user_orders))
+        .route("/api/v1/uploads", post(upload))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(Legacy { store, upload_dir })
+}
+
+/// Serves the legacy API until `shutdown`.
+pub async fn run(
+    args: LegacyArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.upload_dir)?;
+    let store = Arc::new(SqliteStore::open(&args.database).await?);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    use axum::serve::ListenerExt;
+    // NODELAY, as on the gateway: the comparison is about protocols, not Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(store, args.upload_dir)).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The side-by-side table, the summary of the ratios that matter, and the JSON report.
+
+use crate::payload::{HeaderSizes, Sizes};
+use crate::scenario::{PathKind, Scenario};
+use crate::stats::CellResult;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Where it ran, for reading the numbers right.
+    pub machine: String,
+    pub settings: serde_json::Value,
+    pub cells: Vec<CellResult>,
+    pub payloads: Vec<Sizes>,
+    pub headers: Option<HeaderSizes>,
+    /// Peak resident memory of each server process, in bytes.
+    pub peak_rss_bytes: BTreeMap<String, u64>,
+    pub summary: Vec<Ratio>,
+}
+
+/// A ratio between two paths.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    pub what: String,
+    pub value: f64,
+}
+
+impl Report {
+    pub fn cell(&self, s: Scenario, c: usize, p: PathKind) -> Option<&CellResult> {
+        self.cells.iter().find(|x| x.scenario == s && x.concurrency == c && x.path == p)
+    }
+
+    /// Ratios of the first and last concurrency levels for GetUser, and of the streams.
+    pub fn compute_summary(&mut self, concurrency: &[usize]) {
+        let (Some(lo), Some(hi)) = (concurrency.iter().min().copied(), concurrency.iter().max().copied()) else {
+            return;
+        };
+        let mut out = Vec::new();
+        let p50 = |r: &Report, c, p| r.cell(Scenario::GetUser, c, p).and_then(|x| x.latency_ms.as_ref()).map(|l| l.p50);
+        let rps = |r: &Report, c, p| r.cell(Scenario::GetUser, c, p).map(|x| x.requests_per_s);
+        for p in [PathKind::GatewayH1, PathKind::GatewayH2, PathKind::LegacyRest] {
+            if let (Some(a), Some(b)) = (p50(self, lo, p), p50(self, lo, PathKind::Grpc)) {
+                out.push(Ratio { what: format!("get-user p50 at c={lo}: {} / grpc", p.name()), value: a / b });
+            }
+        }
+        for p in [PathKind::GatewayH1, PathKind::GatewayH2, PathKind::LegacyRest] {
+            if let (Some(a), Some(b)) = (rps(self, hi, p), rps(self, hi, PathKind::Grpc)) {
+                out.push(Ratio { what: format!("get-user req/s at c={hi}: {} / grpc", p.name()), value: a / b });
+            }
+        }
+        for p in [PathKind::GatewayH1, PathKind::GatewayH2, PathKind::LegacyRest] {
+            let m = |pk| self.cell(Scenario::GetOrders, lo, pk).and_then(|x| x.messages_per_s);
+            if let (Some(a), Some(b)) = (m(p), m(PathKind::Grpc)) {
+                out.push(Ratio { what: format!("get-orders msg/s at c={lo}: {} / grpc", p.name()), value: a / b });
+            }
+        }
+        for p in [PathKind::GatewayH1, PathKind::GatewayH2, PathKind::LegacyRest] {
+            let m = |pk| self.cell(Scenario::Upload, lo, pk).and_then(|x| x.mb_per_s);
+            if let (Some(a), Some(b)) = (m(p), m(PathKind::Grpc)) {
+                out.push(Ratio { what: format!("upload MB/s at c={lo}: {} / grpc", p.name()), value: a / b });
+            }
+        }
+        for s in &self.payloads {
+            if s.grpc > 5 && s.json > 0 {
+                out.push(Ratio {
+                    what: format!("{}: JSON bytes / gRPC bytes", s.what),
+                    value: s.json as f64 / s.grpc as f64,
+                });
+            }
+        }
+        self.summary = out;
+    }
+
+    /// The human-readable report.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "machine: {}", self.machine);
+        let mut last = None;
+        for c in &self.cells {
+            if last != Some((c.scenario, c.concurrency)) {
+                last = Some((c.scenario, c.concurrency));
+                let extra = match c.scenario {
+                    Scenario::GetOrders => "   msg/s  ttfm p50",
+                    Scenario::Upload => "    MB/s",
+                    _ => "",
+                };
+                let _ = writeln!(s, "\n{} @ concurrency {}", c.scenario.name(), c.concurrency);
+                let _ = writeln!(
+                    s,
+                    "  {:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}  {:<28}{extra}",
+                    "path", "req/s", "p50 ms", "p90", "p99", "p99.9", "max", "errors", "cpu ms/1k req"
+                );
+            }
+            let l = c.latency_ms.clone();
+            let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+            let errors: u64 = c.errors.values().sum();
+            let cpu = c.cpu_ms_per_1k.iter().map(|(k, v)| format!("{k} {v:.0}")).collect::<Vec<_>>().join(", ");
+            let extra = match c.scenario {
+                Scenario::GetOrders => {
+                    format!(" {:>8.0} {:>9}", c.messages_per_s.unwrap_or(0.0), f(c.ttfm_ms.as_ref().map(|t| t.p50)))
+                }
+                Scenario::Upload => format!(" {:>7.1}", c.mb_per_s.unwrap_or(0.0)),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "  {:<12} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}  {:<28}{extra}",
+                c.path.name(),
+                c.requests_per_s,
+                f(l.as_ref().map(|l| l.p50)),
+                f(l.as_ref().map(|l| l.p90)),
+                f(l.as_ref().map(|l| l.p99)),
+                f(l.as_ref().map(|l| l.p999)),
+                f(l.as_ref().map(|l| l.max)),
+                errors,
+                cpu,
+            );
+        }
+        if !self.payloads.is_empty() {
+            let _ = writeln!(s, "\npayload bytes per message      JSON  JSON+gzip   gRPC  gRPC+gzip");
+            for p in &self.payloads {
+                let _ =
+                    writeln!(s, "  {:<28} {:>6} {:>10} {:>6} {:>10}", p.what, p.json, p.json_gzip, p.grpc, p.grpc_gzip);
+            }
+        }
+        if let Some(h) = &self.headers {
+            let _ = writeln!(
+                s,
+                "headers (uncompressed): REST/1.1 request {} B, response {} B; gRPC request {} B, response+trailers {} B",
+                h.rest_http1_request, h.rest_http1_response, h.grpc_request, h.grpc_response_and_trailers
+            );
+        }
+        if !self.peak_rss_bytes.is_empty() {
+            let rss: Vec<String> =
+                self.peak_rss_bytes.iter().map(|(k, v)| format!("{k} {:.1} MB", *v as f64 / 1e6)).collect();
+            let _ = writeln!(s, "peak RSS: {}", rss.join(", "));
+        }
+        if !self.summary.is_empty() {
+            let _ = writeln!(s, "\nsummary");
+            for r in &self.summary {
+                let _ = writeln!(s, "  {:<52} {:>6.2}x", r.what, r.value);
+            }
+        }
+        s
+    }
+}
