@@ -276,6 +276,15 @@ async fn connect(path: PathKind, targets: &Targets, grpc: &Channel, n: usize) ->
     })
 }
 
+/// Whether the server process `name` takes part in a request over `path`.
+fn serves(path: PathKind, name: &str) -> bool {
+    match path {
+        PathKind::Grpc => name == "backend",
+        PathKind::GatewayH1 | PathKind::GatewayH2 => name == "backend" || name == "gateway",
+        PathKind::LegacyRest => name == "legacy-rest",
+    }
+}
+
 fn cpu_now(children: Option<&Children>) -> BTreeMap<String, f64> {
     children
         .map(|c| c.all().iter().filter_map(|s| Some((s.name.to_owned(), proc::cpu_seconds(s.pid()?)?))).collect())
@@ -347,7 +356,8 @@ async fn measure(
                     let (total, seconds, cpu) = &mut recs[i];
                     total.merge(&rec);
                     *seconds += secs;
-                    for (k, v) in after {
+                    // Only the processes this path goes through are charged.
+                    for (k, v) in after.into_iter().filter(|(k, _)| serves(*p, k)) {
                         *cpu.entry(k.clone()).or_default() += v - before.get(&k).copied().unwrap_or(v);
                     }
                     bar.inc(1);

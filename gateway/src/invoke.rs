@@ -6,6 +6,7 @@
 //! dynamic invoker (descriptor-driven, for services the binary was not built with) can implement
 //! the same trait without any change to the runtime.
 
+use crate::upstream::Upstream;
 use crate::wire::{EncodedMessage, extract_field};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -22,7 +23,6 @@ use tonic::Status;
 use tonic::codec::Streaming;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataMap;
-use tonic::transport::Channel;
 
 /// Per-call settings the runtime derives from the HTTP request.
 #[derive(Debug, Default, Clone)]
@@ -90,7 +90,7 @@ pub trait Invoker: Send + Sync + 'static {
     /// A unary call. `response_field` is the JSON name of the `response_body` field, if any.
     fn unary(
         &self,
-        channel: Channel,
+        upstream: Upstream,
         meta: CallMeta,
         request: serde_json::Value,
         response_field: Option<String>,
@@ -99,7 +99,7 @@ pub trait Invoker: Send + Sync + 'static {
     /// A server-streaming call; resolves when the response headers arrive.
     fn server_streaming(
         &self,
-        channel: Channel,
+        upstream: Upstream,
         meta: CallMeta,
         request: serde_json::Value,
         output: Output,
@@ -108,7 +108,7 @@ pub trait Invoker: Send + Sync + 'static {
     /// A client-streaming call; resolves with the single response.
     fn client_streaming(
         &self,
-        channel: Channel,
+        upstream: Upstream,
         meta: CallMeta,
         requests: BoxStream<'static, EncodedMessage>,
         response_field: Option<String>,
@@ -117,7 +117,7 @@ pub trait Invoker: Send + Sync + 'static {
     /// A bidirectional call; resolves when the response headers arrive.
     fn bidi_streaming(
         &self,
-        channel: Channel,
+        upstream: Upstream,
         meta: CallMeta,
         requests: BoxStream<'static, EncodedMessage>,
         output: Output,
@@ -290,7 +290,7 @@ where
 {
     fn unary(
         &self,
-        channel: Channel,
+        upstream: Upstream,
         meta: CallMeta,
         request: serde_json::Value,
         response_field: Option<String>,
@@ -299,7 +299,7 @@ where
         Box::pin(async move {
             let msg: Req = decode_json(request)?;
             let req = make_request(meta, msg);
-            let mut grpc = tonic::client::Grpc::new(channel);
+            let mut grpc = upstream.grpc();
             grpc.ready().await.map_err(not_ready)?;
             let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
             let (metadata, resp, _) = grpc.unary(req, path, codec).await?.into_parts();
@@ -309,7 +309,7 @@ where
 
     fn server_streaming(
         &self,
-        channel: Channel,
+        upstream: Upstream,
         meta: CallMeta,
         request: serde_json::Value,
         output: Output,
@@ -318,7 +318,7 @@ where
         Box::pin(async move {
             let msg: Req = decode_json(request)?;
             let req = make_request(meta, msg);
-            let mut grpc = tonic::client::Grpc::new(channel);
+            let mut grpc = upstream.grpc();
             grpc.ready().await.map_err(not_ready)?;
             match output {
                 Output::Json(field) => {
@@ -340,7 +340,7 @@ where
 
     fn client_streaming(
         &self,
-        channel: Channel,
+        upstream: Upstream,
         meta: CallMeta,
         requests: BoxStream<'static, EncodedMessage>,
         response_field: Option<String>,
@@ -351,7 +351,7 @@ where
             // Dropping this future (a bad message, a client gone) must reset the stream, or the
             // backend would wait for more and keep a half-done upload.
             let _cancel = CancelOnDrop(Some(req.cancellation_handle()));
-            let mut grpc = tonic::client::Grpc::new(channel);
+            let mut grpc = upstream.grpc();
             grpc.ready().await.map_err(not_ready)?;
             let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
             let (metadata, resp, _) = grpc.client_streaming(req, path, codec).await?.into_parts();
@@ -361,7 +361,7 @@ where
 
     fn bidi_streaming(
         &self,
-        channel: Channel,
+        upstream: Upstream,
         meta: CallMeta,
         requests: BoxStream<'static, EncodedMessage>,
         output: Output,
@@ -371,7 +371,7 @@ where
             let mut req = make_request(meta, requests);
             // Lives as long as the response stream: dropping either ends the call at the backend.
             let cancel = CancelOnDrop(Some(req.cancellation_handle()));
-            let mut grpc = tonic::client::Grpc::new(channel);
+            let mut grpc = upstream.grpc();
             grpc.ready().await.map_err(not_ready)?;
             let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
             let (headers, stream, _) = grpc.streaming(req, path, codec).await?.into_parts();

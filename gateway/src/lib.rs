@@ -11,6 +11,7 @@
 //! - [`status`]: gRPC code to HTTP status, and the google.rpc.Status body with details;
 //! - [`error`]: the one error type, turned into a response in one place;
 //! - [`transcode`]: one request from route to response;
+//! - [`upstream`]: the HTTP/2 connection to the backend;
 //! - [`server`]: the axum application, listener set-up and graceful shutdown.
 //!
 //! Generated, kept apart: [`glue`] registers a typed invoker for every compiled RPC.
@@ -29,6 +30,7 @@ pub mod status;
 pub mod streaming;
 pub mod template;
 pub mod transcode;
+pub mod upstream;
 pub mod websocket;
 pub mod wire;
 

@@ -12,22 +12,7 @@ use axum::serve::ListenerExt;
 use prost_reflect::DescriptorPool;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint};
-
-/// A lazily connecting channel to the backend, so the gateway starts (and answers 503) while the
-/// backend is down, and reconnects when it returns.
-pub fn backend_channel(url: &str) -> anyhow::Result<Channel> {
-    let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
-    Ok(Endpoint::from_shared(url)?
-        // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
 
 /// The gateway for the compiled-in protos, talking to `config.backend`.
 pub fn gateway(config: &Config) -> anyhow::Result<Gateway> {
@@ -36,7 +21,7 @@ pub fn gateway(config: &Config) -> anyhow::Result<Gateway> {
     Ok(Gateway::new(
         pool,
         crate::glue::typed_registry(),
-        backend_channel(&config.backend)?,
+        crate::upstream::Upstream::new(&config.backend)?,
         timeout,
         config.max_body_size,
     )?)

@@ -12,6 +12,7 @@ use crate::streaming::{
     RequestFormat, ResponseFormat, guard_input, ndjson_lines, raw_pieces, request_format, response_body,
     response_format,
 };
+use crate::upstream::Upstream;
 use crate::wire::{EncodedMessage, RawEncoder, StreamContext};
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -26,7 +27,6 @@ use http_body_util::{BodyExt, Limited};
 use prost_reflect::DescriptorPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 /// Everything a request needs, shared by all connections.
 pub struct Gateway {
@@ -35,7 +35,7 @@ pub struct Gateway {
     /// How to call each method.
     registry: Registry,
     /// The backend connection (HTTP/2, multiplexed, reconnecting).
-    channel: Channel,
+    upstream: Upstream,
     /// Descriptors: request typing, and rendering error details.
     pool: DescriptorPool,
     /// Deadline of unary calls without a Grpc-Timeout header.
@@ -58,7 +58,7 @@ impl Gateway {
     pub fn new(
         pool: DescriptorPool,
         registry: Registry,
-        channel: Channel,
+        upstream: Upstream,
         unary_timeout: Option<Duration>,
         max_body_size: usize,
     ) -> Result<Self, SetupError> {
@@ -66,7 +66,7 @@ impl Gateway {
         if let Some(b) = bindings.iter().find(|b| registry.get(b.full_method()).is_none()) {
             return Err(SetupError::NoInvoker(b.full_method().to_owned()));
         }
-        Ok(Gateway { routes: RouteTable::new(bindings), registry, channel, pool, unary_timeout, max_body_size })
+        Ok(Gateway { routes: RouteTable::new(bindings), registry, upstream, pool, unary_timeout, max_body_size })
     }
 
     /// The descriptors the gateway works from.
@@ -138,7 +138,7 @@ impl Gateway {
             return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
         }
         let started = Instant::now();
-        let call = invoker.unary(self.channel.clone(), meta, request, field);
+        let call = invoker.unary(self.upstream.clone(), meta, request, field);
         let result = match timeout {
             Some(t) => tokio::time::timeout(t, call).await.map_err(|_| GatewayError::DeadlineExceeded(t))?,
             None => call.await,
@@ -167,7 +167,7 @@ impl Gateway {
             return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
         }
         let started = Instant::now();
-        let call = invoker.server_streaming(self.channel.clone(), meta, request, output);
+        let call = invoker.server_streaming(self.upstream.clone(), meta, request, output);
         // The headers come back before the first message; a call that fails before that gets
         // the status table's HTTP status.
         let reply = match timeout {
@@ -229,7 +229,7 @@ impl Gateway {
         let (requests, mut bad_input) = guard_input(messages);
         let field = binding.response_body.as_ref().map(|f| f.json_name().to_owned());
         let started = Instant::now();
-        let call = invoker.client_streaming(self.channel.clone(), meta, requests, field);
+        let call = invoker.client_streaming(self.upstream.clone(), meta, requests, field);
         let call = async {
             tokio::select! {
                 r = call => r.map_err(|e| deadline_aware(e, timeout, started)),
@@ -261,10 +261,10 @@ impl Gateway {
         })?;
         let ctx = StreamContext::new(binding.method.input(), binding.body.clone(), fixed)?;
         let meta = CallMeta { metadata: request_metadata(&parts.headers, rid)?, timeout: None };
-        let (channel, pool) = (self.channel.clone(), self.pool.clone());
+        let (upstream, pool) = (self.upstream.clone(), self.pool.clone());
         Ok(ws
             .max_message_size(self.max_body_size)
-            .on_upgrade(move |socket| crate::websocket::run(socket, invoker, channel, meta, ctx, pool)))
+            .on_upgrade(move |socket| crate::websocket::run(socket, invoker, upstream, meta, ctx, pool)))
     }
 }
 

@@ -8,6 +8,7 @@
 use crate::error::GatewayError;
 use crate::invoke::{CallMeta, Invoker, Output, StreamItem};
 use crate::status::status_json;
+use crate::upstream::Upstream;
 use crate::wire::{EncodedMessage, StreamContext};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use futures::stream::SplitSink;
@@ -16,7 +17,6 @@ use prost_reflect::DescriptorPool;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 /// Inbound messages queued toward the backend before the socket stops being read.
 const INBOUND_QUEUE: usize = 16;
@@ -69,7 +69,7 @@ async fn finish(sink: &mut SplitSink<WebSocket, Message>) {
 pub async fn run(
     socket: WebSocket,
     invoker: Arc<dyn Invoker>,
-    channel: Channel,
+    upstream: Upstream,
     meta: CallMeta,
     ctx: StreamContext,
     pool: DescriptorPool,
@@ -81,7 +81,7 @@ pub async fn run(
         let _ = end_tx.send(read_inbound(source, ctx, to_backend).await);
     });
     let gateway_error = |e: GatewayError| e.to_json(&pool);
-    let call = invoker.bidi_streaming(channel, meta, ReceiverStream::new(requests).boxed(), Output::Json(None));
+    let call = invoker.bidi_streaming(upstream, meta, ReceiverStream::new(requests).boxed(), Output::Json(None));
     let reply = tokio::select! {
         r = call => r,
         end = &mut end_rx => {
