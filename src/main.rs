@@ -1,9 +1,5 @@
 //! `switchyard`: run the reference system (default), or one of its parts.
 
-// Requests allocate many small short-lived buffers; mimalloc serves them faster than glibc.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -51,9 +51,10 @@ impl Upstream {
             .http2_only(true)
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            // Large windows let a stream (an upload, a download) run at disk speed.
-            .http2_initial_stream_window_size(4 << 20)
-            .http2_initial_connection_window_size(8 << 20)
+            // Windows of 1 MiB per stream and 2 MiB per connection keep an upload at disk speed
+            // while bounding what a stream can have in flight (and so the gateway's memory).
+            .http2_initial_stream_window_size(1 << 20)
+            .http2_initial_connection_window_size(2 << 20)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_while_idle(true)
             .build(connector);

@@ -1,9 +1,5 @@
 //! The standalone backend: `backend --listen ADDR --database URL`.
 
-// Requests allocate many small short-lived buffers; mimalloc serves them faster than glibc.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::Parser;
 
 #[derive(Parser)]
