@@ -41,6 +41,7 @@ pub fn draw(report: &Report, concurrency: &[usize], file: &Path) -> anyhow::Resu
         .build_cartesian_2d(0f64..3f64, 0f64..max_ms)?;
     chart
         .configure_mesh()
+        .max_light_lines(1)
         .x_labels(4)
         .x_label_formatter(&|x| labels.get(x.round() as usize).copied().unwrap_or("").to_owned())
         .y_desc("ms")
@@ -54,7 +55,12 @@ pub fn draw(report: &Report, concurrency: &[usize], file: &Path) -> anyhow::Resu
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
         }
     }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
 
     let rps = |p: PathKind, c: usize| report.cell(scenario, c, p).map(|x| x.requests_per_s);
     let max_rps =
@@ -73,6 +79,7 @@ pub fn draw(report: &Report, concurrency: &[usize], file: &Path) -> anyhow::Resu
     let xs_for_labels = xs.clone();
     chart
         .configure_mesh()
+        .max_light_lines(1)
         .x_labels(xs.len().max(2))
         .x_label_formatter(&move |x| {
             xs_for_labels.get(x.round() as usize).map(|c| format!("c={c}")).unwrap_or_default()
@@ -88,7 +95,12 @@ pub fn draw(report: &Report, concurrency: &[usize], file: &Path) -> anyhow::Resu
             .label(p.name())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
     }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
     root.present()?;
     Ok(())
 }
