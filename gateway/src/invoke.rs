@@ -278,9 +278,11 @@ fn json_item<T: Serialize>(msg: T, field: &Option<String>) -> Result<Bytes, Stat
     encode_json(&msg, field.clone()).map(Bytes::from).map_err(|e| Status::internal(e.to_string()))
 }
 
-/// Turns a channel that is not ready into UNAVAILABLE, which is what it means to a client.
-fn not_ready(e: impl std::fmt::Display) -> tonic::Status {
-    tonic::Status::unavailable(format!("backend unavailable: {e}"))
+/// A tonic client ready to call; one that cannot get ready is UNAVAILABLE to the caller.
+async fn ready(upstream: &Upstream) -> Result<tonic::client::Grpc<crate::upstream::Transport>, InvokeError> {
+    let mut grpc = upstream.grpc();
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("backend unavailable: {e}")))?;
+    Ok(grpc)
 }
 
 impl<Req, Resp> Invoker for Typed<Req, Resp>
@@ -299,8 +301,7 @@ where
         Box::pin(async move {
             let msg: Req = decode_json(request)?;
             let req = make_request(meta, msg);
-            let mut grpc = upstream.grpc();
-            grpc.ready().await.map_err(not_ready)?;
+            let mut grpc = ready(&upstream).await?;
             let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
             let (metadata, resp, _) = grpc.unary(req, path, codec).await?.into_parts();
             Ok(UnaryOutput { metadata, json: encode_json(&resp, response_field)? })
@@ -318,8 +319,7 @@ where
         Box::pin(async move {
             let msg: Req = decode_json(request)?;
             let req = make_request(meta, msg);
-            let mut grpc = upstream.grpc();
-            grpc.ready().await.map_err(not_ready)?;
+            let mut grpc = ready(&upstream).await?;
             match output {
                 Output::Json(field) => {
                     let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
@@ -351,8 +351,7 @@ where
             // Dropping this future (a bad message, a client gone) must reset the stream, or the
             // backend would wait for more and keep a half-done upload.
             let _cancel = CancelOnDrop(Some(req.cancellation_handle()));
-            let mut grpc = upstream.grpc();
-            grpc.ready().await.map_err(not_ready)?;
+            let mut grpc = ready(&upstream).await?;
             let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
             let (metadata, resp, _) = grpc.client_streaming(req, path, codec).await?.into_parts();
             Ok(UnaryOutput { metadata, json: encode_json(&resp, response_field)? })
@@ -371,8 +370,7 @@ where
             let mut req = make_request(meta, requests);
             // Lives as long as the response stream: dropping either ends the call at the backend.
             let cancel = CancelOnDrop(Some(req.cancellation_handle()));
-            let mut grpc = upstream.grpc();
-            grpc.ready().await.map_err(not_ready)?;
+            let mut grpc = ready(&upstream).await?;
             let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
             let (headers, stream, _) = grpc.streaming(req, path, codec).await?.into_parts();
             let field = match output {

@@ -133,18 +133,8 @@ impl Gateway {
         let timeout = deadline(&parts.headers, self.unary_timeout)?;
         let meta = CallMeta { metadata: request_metadata(&parts.headers, rid)?, timeout };
         let field = binding.response_body.as_ref().map(|f| f.json_name().to_owned());
-        if timeout.is_some_and(|t| t.is_zero()) {
-            // Already expired: fail before sending, as gRPC clients do.
-            return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
-        }
-        let started = Instant::now();
         let call = invoker.unary(self.upstream.clone(), meta, request, field);
-        let result = match timeout {
-            Some(t) => tokio::time::timeout(t, call).await.map_err(|_| GatewayError::DeadlineExceeded(t))?,
-            None => call.await,
-        };
-        let out = result.map_err(|e| deadline_aware(e, timeout, started))?;
-        Ok(json_response(out))
+        Ok(json_response(within(timeout, Instant::now(), async { call.await.map_err(invoke_error) }).await?))
     }
 
     /// Server streaming: NDJSON, SSE or raw bytes, written as messages arrive.
@@ -163,18 +153,11 @@ impl Gateway {
             (ResponseFormat::Raw, Some(raw)) => Output::RawField(raw.bytes_field.number()),
             _ => Output::Json(binding.response_body.as_ref().map(|f| f.json_name().to_owned())),
         };
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
-        }
         let started = Instant::now();
         let call = invoker.server_streaming(self.upstream.clone(), meta, request, output);
         // The headers come back before the first message; a call that fails before that gets
         // the status table's HTTP status.
-        let reply = match timeout {
-            Some(t) => tokio::time::timeout(t, call).await.map_err(|_| GatewayError::DeadlineExceeded(t))?,
-            None => call.await,
-        }
-        .map_err(|e| deadline_aware(e, timeout, started))?;
+        let reply = within(timeout, started, async { call.await.map_err(invoke_error) }).await?;
         let messages = match timeout {
             Some(t) => with_deadline(reply.messages, started + t),
             None => reply.messages,
@@ -223,24 +206,17 @@ impl Gateway {
                     raw_pieces(body).enumerate().map(move |(n, piece)| piece.map(|p| enc.encode(n as u64, p))).boxed()
                 }
             };
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return Err(GatewayError::DeadlineExceeded(Duration::ZERO));
-        }
         let (requests, mut bad_input) = guard_input(messages);
         let field = binding.response_body.as_ref().map(|f| f.json_name().to_owned());
-        let started = Instant::now();
         let call = invoker.client_streaming(self.upstream.clone(), meta, requests, field);
-        let call = async {
+        let out = within(timeout, Instant::now(), async {
             tokio::select! {
-                r = call => r.map_err(|e| deadline_aware(e, timeout, started)),
+                r = call => r.map_err(invoke_error),
                 // A bad message: dropping the call cancels it, so the backend keeps nothing.
                 Ok(e) = &mut bad_input => Err(e),
             }
-        };
-        let out = match timeout {
-            Some(t) => tokio::time::timeout(t, call).await.map_err(|_| GatewayError::DeadlineExceeded(t))?,
-            None => call.await,
-        }?;
+        })
+        .await?;
         Ok(json_response(out))
     }
 
@@ -277,14 +253,26 @@ pub fn invoke_error(e: InvokeError) -> GatewayError {
     }
 }
 
-/// A backend that enforces the same deadline reports CANCELLED; the client asked for a deadline,
-/// so it hears DEADLINE_EXCEEDED.
-fn deadline_aware(e: InvokeError, timeout: Option<Duration>, started: Instant) -> GatewayError {
-    match (e, timeout) {
-        (InvokeError::Status(s), Some(t)) if s.code() == tonic::Code::Cancelled && started.elapsed() >= t => {
-            GatewayError::DeadlineExceeded(t)
+/// Runs a call within the client's deadline (if any), started at `started`.
+///
+/// A deadline that has already passed fails before anything is sent, as gRPC clients do; one
+/// that passes during the call is DEADLINE_EXCEEDED — also when the backend, enforcing the same
+/// deadline, got there first and answered CANCELLED.
+async fn within<T>(
+    timeout: Option<Duration>,
+    started: Instant,
+    call: impl Future<Output = Result<T, GatewayError>>,
+) -> Result<T, GatewayError> {
+    let Some(t) = timeout else { return call.await };
+    if t.is_zero() {
+        return Err(GatewayError::DeadlineExceeded(t));
+    }
+    match tokio::time::timeout(t, call).await {
+        Err(_) => Err(GatewayError::DeadlineExceeded(t)),
+        Ok(Err(GatewayError::Grpc(s))) if s.code() == tonic::Code::Cancelled && started.elapsed() >= t => {
+            Err(GatewayError::DeadlineExceeded(t))
         }
-        (e, _) => invoke_error(e),
+        Ok(r) => r,
     }
 }
 
