@@ -32,12 +32,20 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
+    // The gateway alone sizes its runtime itself (see its --threads); the rest use tokio's default.
+    let runtime = match &cli.command {
+        Some(Command::Gateway(config)) => config.runtime()?,
+        _ => tokio::runtime::Runtime::new()?,
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => switchyard::serve::run(cli.serve).await,
         Some(Command::Serve(args)) => switchyard::serve::run(args).await,

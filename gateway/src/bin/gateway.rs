@@ -9,13 +9,14 @@ struct Args {
     config: gateway::Config,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind(args.config.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, backend = %args.config.backend, "gateway listening");
-    gateway::run(listener, &args.config, gateway::server::shutdown_signal()).await
+    args.config.runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.config.listen).await?;
+        tracing::info!(addr = %listener.local_addr()?, backend = %args.config.backend, "gateway listening");
+        gateway::run(listener, &args.config, gateway::server::shutdown_signal()).await
+    })
 }
