@@ -49,7 +49,6 @@ pub fn field_by_any_name(msg: &MessageDescriptor, name: &str) -> Option<FieldDes
 
 /// Converts one textual value (from the path or the query) into the JSON its field type takes.
 pub fn text_to_json(kind: &Kind, text: &str) -> Result<Value, String> {
-    let num = |r: Result<Value, String>| r;
     match kind {
         Kind::Double | Kind::Float => match text {
             "NaN" | "Infinity" | "-Infinity" => Ok(Value::String(text.to_owned())),
@@ -61,7 +60,7 @@ pub fn text_to_json(kind: &Kind, text: &str) -> Result<Value, String> {
                 .ok_or_else(|| format!("{text:?} is not a number")),
         },
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-            num(text.parse::<i32>().map(Value::from).map_err(|_| format!("{text:?} is not a 32-bit integer")))
+            text.parse::<i32>().map(Value::from).map_err(|_| format!("{text:?} is not a 32-bit integer"))
         }
         Kind::Uint32 | Kind::Fixed32 => {
             text.parse::<u32>().map(Value::from).map_err(|_| format!("{text:?} is not an unsigned 32-bit integer"))
