@@ -78,6 +78,11 @@ impl Backend {
         // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         Server::builder()
+            // Logs every call at debug level (RUST_LOG=debug), with the request id the gateway
+            // forwards, so gateway and backend logs join up.
+            .layer(
+                tower_http::trace::TraceLayer::new_for_grpc().make_span_with(call_span as fn(&http::Request<_>) -> _),
+            )
             // Counts every call, for Monitor.
             .layer(CountLayer(self.counts.clone()))
             .add_service(health_service)
@@ -92,6 +97,11 @@ impl Backend {
             .await?;
         Ok(())
     }
+}
+
+fn call_span<B>(req: &http::Request<B>) -> tracing::Span {
+    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::debug_span!("call", method = %req.uri().path(), request_id = %id)
 }
 
 /// Opens the store and serves on `listener` until `shutdown`.
