@@ -468,3 +468,18 @@ async fn monitor_reports_real_figures() {
     let err = ws_next(&mut ws).await;
     assert_eq!(err["error"]["code"], 3);
 }
+
+/// Shutting the backend down ends live streams cleanly (the watch's HTTP response completes)
+/// instead of waiting on them forever.
+#[tokio::test]
+async fn shutdown_ends_live_streams() {
+    let mut sys = System::start().await;
+    let user = new_user(&sys, "leaving@example.com").await;
+    let watch = http().get(sys.url(&format!("/api/v1/orders:watch?userId={user}"))).send().await.unwrap();
+    assert_eq!(watch.status(), 200);
+    eventually("the watcher is subscribed", || sys.subscribers(&format!("orders.user.{user}")) == 1).await;
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), sys.stop_backend()).await;
+    assert!(stopped.is_ok(), "the backend did not stop within 5 s with a watch open");
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(5), watch.text()).await;
+    assert!(rest.is_ok(), "the watch response did not end");
+}

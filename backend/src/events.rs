@@ -108,6 +108,13 @@ impl EventBus for InProcessBus {
     }
 }
 
+impl InProcessBus {
+    /// Ends every subscription (their `recv` returns `Ok(None)`), for shutdown.
+    pub fn close(&self) {
+        self.topics.lock().expect("topic map lock").clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,9 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+/// How long a shutdown waits for running calls (a long upload, say) before cutting them off.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Messages each live subscriber (order watcher, chat participant) may fall behind by.
 pub const BUS_CAPACITY: usize = 1024;
 
@@ -77,7 +80,8 @@ impl Backend {
         let uploads = UploadApi::new(self.store.clone(), self.config.upload_dir.clone(), self.config.max_upload_size)?;
         // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        Server::builder()
+        let stop = tokio_util::sync::CancellationToken::new();
+        let serving = Server::builder()
             // Logs every call at debug level (RUST_LOG=debug), with the request id the gateway
             // forwards, so gateway and backend logs join up.
             .layer(
@@ -93,9 +97,23 @@ impl Backend {
             .add_service(UploadServiceServer::new(uploads))
             .add_service(ChatServiceServer::new(ChatApi::new(self.store.clone(), bus, self.counts.clone())))
             .add_service(TypesServiceServer::new(TypesApi))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
-        Ok(())
+            .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+        tokio::pin!(serving);
+        tokio::select! {
+            r = &mut serving => return Ok(r?),
+            () = shutdown => {}
+        }
+        // Draining: new calls are refused; live streams (watchers, chat rooms) end cleanly when
+        // the bus closes; whatever still runs after the grace period is cut off.
+        stop.cancel();
+        self.bus.close();
+        match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
+            Ok(r) => Ok(r?),
+            Err(_) => {
+                tracing::warn!("calls still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+                Ok(())
+            }
+        }
     }
 }
 

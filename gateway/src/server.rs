@@ -92,8 +92,28 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(gateway)).with_graceful_shutdown(shutdown).await
+    let stop = tokio_util::sync::CancellationToken::new();
+    let serving = axum::serve(listener, router(gateway)).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let serving = serving.into_future();
+    tokio::pin!(serving);
+    tokio::select! {
+        r = &mut serving => return r,
+        () = shutdown => {}
+    }
+    // Draining: no new connections; running requests get a grace period, and long-lived streams
+    // (watches, WebSockets) are cut off after it rather than holding the process forever.
+    stop.cancel();
+    match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+            Ok(())
+        }
+    }
 }
+
+/// How long a shutdown waits for running requests before cutting them off.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Builds the gateway from `config` and serves it on `listener` until `shutdown`.
 pub async fn run(
