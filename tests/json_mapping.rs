@@ -136,3 +136,26 @@ async fn oneofs_enums_and_field_bodies() {
     .await;
     assert_status(&bad_enum, 400, 3);
 }
+
+/// `Grpc-Metadata-<name>` headers reach the backend as metadata, and the backend's response
+/// metadata comes back as `Grpc-Metadata-<name>` headers (text and `-bin` alike); hop-by-hop
+/// names never cross.
+#[tokio::test]
+async fn metadata_travels_both_ways() {
+    let sys = System::start().await;
+    let resp = http()
+        .post(sys.url("/api/v1/types/scalars:echo"))
+        .header("Grpc-Metadata-Echo-Tenant", "acme")
+        .header("Grpc-Metadata-Echo-Trace-Bin", "AQID")
+        .header("Grpc-Metadata-Connection", "close")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert_eq!(h["grpc-metadata-echo-tenant"], "acme");
+    assert_eq!(h["grpc-metadata-echo-trace-bin"], "AQID");
+    assert!(h.get("grpc-metadata-connection").is_none());
+    assert!(h.get("grpc-metadata-content-type").is_none());
+}
