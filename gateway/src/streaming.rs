@@ -197,6 +197,9 @@ pub fn guard_input(
     (stream.boxed(), rx)
 }
 
+/// How long an event stream may stay silent before a keep-alive comment is sent.
+pub const SSE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Writes a response stream in `format`; with `trailers`, the gRPC trailers follow as
 /// `Grpc-Trailer-<name>` HTTP trailers.
 pub fn response_body(
@@ -207,7 +210,21 @@ pub fn response_body(
 ) -> Body {
     let stream = async_stream::stream! {
         let mut batches = messages.ready_chunks(256);
-        while let Some(batch) = batches.next().await {
+        loop {
+            let next = if format == ResponseFormat::Sse {
+                // An idle event stream (a quiet watch) gets a comment now and then, so proxies
+                // and browsers do not take it for a dead connection.
+                match tokio::time::timeout(SSE_HEARTBEAT, batches.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        yield Ok(Frame::data(Bytes::from_static(b": keep-alive\n\n")));
+                        continue;
+                    }
+                }
+            } else {
+                batches.next().await
+            };
+            let Some(batch) = next else { break };
             let mut buf = BytesMut::new();
             let mut failed = None;
             for item in batch {
@@ -323,6 +340,19 @@ mod tests {
     fn body_of(parts: &[&'static [u8]]) -> Body {
         let chunks: Vec<Result<Bytes, std::io::Error>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
         Body::from_stream(futures::stream::iter(chunks))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_event_streams_get_keep_alive_comments() {
+        use http_body_util::BodyExt;
+        let pool = DescriptorPool::new();
+        let mut body = response_body(futures::stream::pending().boxed(), ResponseFormat::Sse, pool.clone(), false);
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(frame, Bytes::from_static(b": keep-alive\n\n"));
+        // NDJSON has no comments: a quiet NDJSON stream stays quiet.
+        let mut body = response_body(futures::stream::pending().boxed(), ResponseFormat::Ndjson, pool, false);
+        let waited = tokio::time::timeout(SSE_HEARTBEAT * 3, body.frame()).await;
+        assert!(waited.is_err());
     }
 
     #[tokio::test]
