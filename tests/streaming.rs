@@ -483,3 +483,47 @@ async fn shutdown_ends_live_streams() {
     let rest = tokio::time::timeout(std::time::Duration::from_secs(5), watch.text()).await;
     assert!(rest.is_ok(), "the watch response did not end");
 }
+
+/// CreateOrder validates its items and computes the total; UpdateOrderStatus only moves one step
+/// forward; both over native gRPC, as the REST tests do through the gateway.
+#[tokio::test]
+async fn order_rules_over_grpc() {
+    use switchyard_proto::order::v1::{CreateOrderRequest, OrderItem, UpdateOrderStatusRequest};
+    let sys = System::start().await;
+    let user = new_user(&sys, "rules@example.com").await;
+    let mut client = OrderServiceClient::new(sys.channel().await);
+    let item = |q: i32, p: f64| OrderItem { product_id: "p".into(), name: "P".into(), quantity: q, price: p };
+    let order = client
+        .create_order(CreateOrderRequest { user_id: user.clone(), items: vec![item(2, 1.25), item(1, 3.0)] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((order.total, order.status()), (5.5, OrderStatus::Pending));
+    for (items, what) in
+        [(vec![], "no items"), (vec![item(0, 1.0)], "zero quantity"), (vec![item(1, -1.0)], "negative price")]
+    {
+        let err = client.create_order(CreateOrderRequest { user_id: user.clone(), items }).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{what}");
+    }
+    let err = client
+        .create_order(CreateOrderRequest { user_id: "ghost".into(), items: vec![item(1, 1.0)] })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let to = |status: OrderStatus| UpdateOrderStatusRequest { order_id: order.order_id.clone(), status: status as i32 };
+    assert_eq!(
+        client.update_order_status(to(OrderStatus::Shipped)).await.unwrap_err().code(),
+        tonic::Code::FailedPrecondition
+    );
+    for s in [OrderStatus::Paid, OrderStatus::Shipped, OrderStatus::Delivered] {
+        assert_eq!(client.update_order_status(to(s)).await.unwrap().into_inner().status(), s);
+    }
+    assert_eq!(
+        client.update_order_status(to(OrderStatus::Pending)).await.unwrap_err().code(),
+        tonic::Code::FailedPrecondition
+    );
+    assert_eq!(
+        client.update_order_status(to(OrderStatus::Unspecified)).await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+}
