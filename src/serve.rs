@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Largest accepted upload, in bytes (suffixes KiB, MiB, GiB allowed).
     #[arg(long, env = "SWITCHYARD_MAX_UPLOAD_SIZE", default_value = "1GiB", value_parser = backend::config::parse_size)]
     pub max_upload_size: u64,
+    /// Origins browsers may call the REST API from (CORS), comma-separated; `*` for any.
+    #[arg(long = "cors-origin", env = "SWITCHYARD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 /// The lines printed at start-up: where things are and what to try, with the real addresses.

@@ -82,3 +82,34 @@ async fn deadlines() {
     let (status, _) = send(http().get(sys.url("/api/v1/users")).header("Grpc-Timeout", "10S")).await;
     assert_eq!(status, 200);
 }
+
+/// With `--cors-origin`, browsers on that origin get CORS headers and preflights are answered;
+/// without it, none are sent.
+#[tokio::test]
+async fn cors_only_when_configured() {
+    let sys = System::start().await;
+    let resp = http().get(sys.url("/api/v1/users")).header("Origin", "https://app.example").send().await.unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = gateway::Config::for_backend(format!("http://{}", sys.grpc));
+    config.cors_origins = vec!["https://app.example".into()];
+    tokio::spawn(async move { gateway::run(listener, &config, std::future::pending()).await });
+    let pre = http()
+        .request(reqwest::Method::OPTIONS, format!("{base}/api/v1/users"))
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(pre.status().is_success(), "{}", pre.status());
+    assert_eq!(pre.headers()["access-control-allow-origin"], "https://app.example");
+    let resp = http().get(format!("{base}/api/v1/users")).header("Origin", "https://app.example").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example");
+    let other =
+        http().get(format!("{base}/api/v1/users")).header("Origin", "https://evil.example").send().await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}

@@ -25,6 +25,10 @@ pub struct Config {
     /// hands requests to another thread served ~30% more requests than two.
     #[arg(long, env = "SWITCHYARD_GATEWAY_THREADS")]
     pub threads: Option<usize>,
+    /// Origins that browsers may call the API from (CORS), comma-separated or repeated; `*` for
+    /// any. Default: none, so only same-origin pages can.
+    #[arg(long = "cors-origin", env = "SWITCHYARD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 impl Config {
@@ -36,6 +40,7 @@ impl Config {
             timeout: Duration::from_secs(30),
             max_body_size: 4 * 1024 * 1024,
             threads: None,
+            cors_origins: Vec::new(),
         }
     }
 }

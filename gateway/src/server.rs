@@ -48,11 +48,12 @@ pub fn reference_document() -> anyhow::Result<serde_json::Value> {
 }
 
 /// The HTTP application. Layers, outermost first:
-/// 1. tracing: one span per request (debug level, so free unless asked for);
-/// 2. compression: gzip for clients that accept it, on whole responses only (streams must reach
+/// 1. CORS, when origins are configured: browsers on other origins, preflights answered here;
+/// 2. tracing: one span per request (debug level, so free unless asked for);
+/// 3. compression: gzip for clients that accept it, on whole responses only (streams must reach
 ///    the client message by message, not when a compressor's buffer fills);
-/// 3. panic guard: a bug answers 500 with a Status body instead of dropping the connection.
-pub fn router(gateway: Arc<Gateway>) -> Router {
+/// 4. panic guard: a bug answers 500 with a Status body instead of dropping the connection.
+pub fn router(gateway: Arc<Gateway>, cors_origins: &[String]) -> Router {
     let doc = crate::openapi::document(gateway.pool(), gateway.routes().bindings().map(|b| b.as_ref()), &api_info());
     let yaml = crate::openapi::to_yaml(&doc);
     let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -66,6 +67,29 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(compression())
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower::util::option_layer(cors(cors_origins)))
+}
+
+/// Cross-origin access for browsers, when origins are configured. Preflight requests are
+/// answered here, before routing.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| http::HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods(Any)
+            .allow_headers(Any)
+            .expose_headers(Any)
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
@@ -87,13 +111,15 @@ fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
+    cors_origins: &[String],
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     let stop = tokio_util::sync::CancellationToken::new();
-    let serving = axum::serve(listener, router(gateway)).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let serving =
+        axum::serve(listener, router(gateway, cors_origins)).with_graceful_shutdown(stop.clone().cancelled_owned());
     let serving = serving.into_future();
     tokio::pin!(serving);
     tokio::select! {
@@ -122,7 +148,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let gw = Arc::new(gateway(config)?);
-    serve(listener, gw, shutdown).await?;
+    serve(listener, gw, &config.cors_origins, shutdown).await?;
     Ok(())
 }
 
