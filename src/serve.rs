@@ -58,8 +58,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_upload_size: args.max_upload_size,
     };
     let backend = backend::Backend::open(&backend_config).await?;
-    let gateway_config =
-        gateway::Config { listen: http_addr, ..gateway::Config::for_backend(format!("http://{grpc_addr}")) };
+    let gateway_config = gateway::Config {
+        listen: http_addr,
+        cors_origins: args.cors_origins.clone(),
+        ..gateway::Config::for_backend(format!("http://{grpc_addr}"))
+    };
 
     let stop = CancellationToken::new();
     let b = tokio::spawn(backend.serve(grpc_listener, stop.clone().cancelled_owned()));
