@@ -153,7 +153,6 @@ async fn seed(channel: &Channel, args: &BenchArgs, run_id: &str) -> anyhow::Resu
     Ok(Fixture {
         user_ids,
         orders_user,
-        orders: args.orders,
         upload: Bytes::from(data),
         run_id: run_id.to_owned(),
         counter: AtomicU64::new(0),

@@ -78,8 +78,6 @@ pub struct Fixture {
     pub user_ids: Vec<String>,
     /// The user whose orders GetOrders streams.
     pub orders_user: String,
-    /// How many orders that user has.
-    pub orders: u32,
     /// The file every upload sends.
     pub upload: Bytes,
     /// Unique per run, so creates never collide with earlier runs on the same database.

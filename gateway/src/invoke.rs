@@ -347,11 +347,9 @@ where
     ) -> BoxFuture<'static, Result<UnaryOutput, InvokeError>> {
         let path = self.path.clone();
         Box::pin(async move {
-            let mut req = make_request(meta, requests);
-            // Dropping this future (a bad message, a client gone) must reset the stream, or the
+            // Dropping this future (a bad message, a client gone) resets the stream, or the
             // backend would wait for more and keep a half-done upload.
-            let _cancel = CancelOnDrop(Some(req.cancellation_handle()));
-            let mut grpc = ready(&upstream).await?;
+            let (mut grpc, req, _cancel) = open_stream(&upstream, meta, requests).await?;
             let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
             let (metadata, resp, _) = grpc.client_streaming(req, path, codec).await?.into_parts();
             Ok(UnaryOutput { metadata, json: encode_json(&resp, response_field)? })
@@ -367,10 +365,8 @@ where
     ) -> BoxFuture<'static, Result<MessageStream, InvokeError>> {
         let path = self.path.clone();
         Box::pin(async move {
-            let mut req = make_request(meta, requests);
-            // Lives as long as the response stream: dropping either ends the call at the backend.
-            let cancel = CancelOnDrop(Some(req.cancellation_handle()));
-            let mut grpc = ready(&upstream).await?;
+            // The guard lives as long as the response stream: dropping either ends the call.
+            let (mut grpc, req, cancel) = open_stream(&upstream, meta, requests).await?;
             let codec = PairCodec::<PreEncoded, tonic_prost::ProstDecoder<Resp>>::default();
             let (headers, stream, _) = grpc.streaming(req, path, codec).await?.into_parts();
             let field = match output {
@@ -395,6 +391,21 @@ impl Drop for CancelOnDrop {
             h.cancel();
         }
     }
+}
+
+/// A ready client and a streaming request, with the guard that resets the stream when dropped
+/// (unless it already ended cleanly).
+async fn open_stream(
+    upstream: &Upstream,
+    meta: CallMeta,
+    requests: BoxStream<'static, EncodedMessage>,
+) -> Result<
+    (tonic::client::Grpc<crate::upstream::Transport>, tonic::Request<BoxStream<'static, EncodedMessage>>, CancelOnDrop),
+    InvokeError,
+> {
+    let mut req = make_request(meta, requests);
+    let cancel = CancelOnDrop(Some(req.cancellation_handle()));
+    Ok((ready(upstream).await?, req, cancel))
 }
 
 /// A tonic request with the call's metadata and deadline.

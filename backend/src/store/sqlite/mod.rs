@@ -38,11 +38,6 @@ impl SqliteStore {
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;
         Ok(SqliteStore { pool })
     }
-
-    /// The pool, for tests.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
 }
 
 /// Maps a unique-constraint violation to `AlreadyExists`, anything else to `Database`.
