@@ -52,10 +52,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Backend(config)) => {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             tracing::info!(addr = %listener.local_addr()?, "backend listening");
-            backend::run(listener, &config, backend::shutdown_signal()).await
+            backend::run(listener, &config, switchyard_common::shutdown::signal()).await
         }
         Some(Command::Bench(args)) => bench::run(args).await,
-        Some(Command::LegacyRest(args)) => bench::legacy::run(args, backend::shutdown_signal()).await,
+        Some(Command::LegacyRest(args)) => bench::legacy::run(args, switchyard_common::shutdown::signal()).await,
         Some(Command::Openapi { json }) => {
             let doc = gateway::server::reference_document()?;
             if json {
@@ -68,7 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Gateway(config)) => {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             tracing::info!(addr = %listener.local_addr()?, backend = %config.backend, "gateway listening");
-            gateway::run(listener, &config, gateway::server::shutdown_signal()).await
+            gateway::run(listener, &config, switchyard_common::shutdown::signal()).await
         }
     }
 }

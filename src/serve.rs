@@ -21,7 +21,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_UPLOAD_DIR", default_value = "data/uploads")]
     pub upload_dir: std::path::PathBuf,
     /// Largest accepted upload, in bytes (suffixes KiB, MiB, GiB allowed).
-    #[arg(long, env = "SWITCHYARD_MAX_UPLOAD_SIZE", default_value = "1GiB", value_parser = backend::config::parse_size)]
+    #[arg(long, env = "SWITCHYARD_MAX_UPLOAD_SIZE", default_value = "1GiB", value_parser = switchyard_common::units::parse_size)]
     pub max_upload_size: u64,
     /// Origins browsers may call the REST API from (CORS), comma-separated; `*` for any.
     #[arg(long = "cors-origin", env = "SWITCHYARD_CORS_ORIGINS", value_delimiter = ',')]
@@ -71,7 +71,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         async move { gateway::run(http_listener, &gateway_config, stop.cancelled_owned()).await }
     });
     println!("{}", banner(grpc_addr, http_addr, &args.database));
-    backend::shutdown_signal().await;
+    switchyard_common::shutdown::signal().await;
     stop.cancel();
     b.await??;
     g.await??;

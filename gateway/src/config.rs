@@ -1,7 +1,12 @@
-//! The gateway's flags; each has an environment variable.
+//! The gateway's flags; each has an environment variable `SWITCHYARD_<FLAG>` (lists
+//! comma-separated).
 
+use crate::connections::ConnectionLimits;
+use crate::upstream::UpstreamOptions;
+use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::time::Duration;
+use switchyard_common::units::{parse_duration, parse_mem_size};
 
 /// How to run the gateway.
 #[derive(clap::Args, Debug, Clone)]
@@ -16,10 +21,47 @@ pub struct Config {
     /// 0 for none). Streaming calls only get the client's own Grpc-Timeout.
     #[arg(long, env = "SWITCHYARD_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Largest accepted request body of a unary route, and of one message of a streaming one, in
-    /// bytes.
-    #[arg(long, env = "SWITCHYARD_MAX_BODY_SIZE", default_value_t = 4 * 1024 * 1024)]
+    /// Largest accepted request body of a unary route, and of one message of a streaming one
+    /// (an NDJSON line, a WebSocket frame), e.g. 4MiB. Keep it at or below the backend's
+    /// message size limit (4 MiB for tonic and grpc-go by default).
+    #[arg(long, env = "SWITCHYARD_MAX_BODY_SIZE", default_value = "4MiB", value_parser = parse_mem_size)]
     pub max_body_size: usize,
+    /// Largest request header section (names, values and 32 bytes a header, as HTTP/2 counts
+    /// them); larger requests get 431. Keep it below the backend's header list limit.
+    #[arg(long, env = "SWITCHYARD_MAX_HEADER_SIZE", default_value = "16KiB", value_parser = parse_mem_size)]
+    pub max_header_size: usize,
+    /// Time a client has to send a request's headers, from their first byte; slower
+    /// connections are closed.
+    #[arg(long, env = "SWITCHYARD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Time a client connection with no request in flight is kept open.
+    #[arg(long, env = "SWITCHYARD_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Interval of HTTP/2 PINGs to clients and to the backend (a peer that does not answer
+    /// within the same time is dropped); 0 for none.
+    #[arg(long, env = "SWITCHYARD_HTTP2_KEEPALIVE_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+    /// Longest pause in the arrival of a request body; a body that stops for longer gets 408.
+    #[arg(long, env = "SWITCHYARD_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+    /// Client connections served at once; further ones are answered 503 and closed.
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// HTTP/2 connections to the backend that calls are spread over (more open while all are at
+    /// the backend's concurrent stream limit).
+    #[arg(long, env = "SWITCHYARD_BACKEND_CONNECTIONS", default_value_t = 2)]
+    pub backend_connections: usize,
+    /// Calls in flight to the backend at once, live streams included.
+    #[arg(long, env = "SWITCHYARD_BACKEND_MAX_CONCURRENCY", default_value_t = 1024)]
+    pub backend_max_concurrency: usize,
+    /// Calls that may wait for one of those slots; beyond that a call gets 503 at once.
+    #[arg(long, env = "SWITCHYARD_BACKEND_QUEUE", default_value_t = 512)]
+    pub backend_queue: usize,
+    /// Proxies (CIDR, e.g. 10.0.0.0/8) whose X-Forwarded-For, X-Forwarded-Proto,
+    /// X-Forwarded-Host and Forwarded headers are kept and appended to; from anyone else they
+    /// are replaced.
+    #[arg(long = "trusted-proxy", env = "SWITCHYARD_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpNet>,
     /// Worker threads of the gateway's runtime. Default: half the cores (at least one), since a
     /// gateway usually shares its machine with the backend — on 2 cores one thread that never
     /// hands requests to another thread served ~30% more requests than two.
@@ -34,56 +76,45 @@ pub struct Config {
 impl Config {
     /// A config for `backend` with every other setting at its default.
     pub fn for_backend(backend: impl Into<String>) -> Self {
-        Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            backend: backend.into(),
-            timeout: Duration::from_secs(30),
-            max_body_size: 4 * 1024 * 1024,
-            threads: None,
-            cors_origins: Vec::new(),
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        // The defaults as clap declares them (environment variables included).
+        let mut config = Defaults::parse_from(["gateway"]).config;
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.backend = backend.into();
+        config
+    }
+
+    /// The bounds on client connections.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            http2_keepalive: Some(self.http2_keepalive_interval).filter(|d| !d.is_zero()),
+            max_header_size: self.max_header_size,
         }
     }
-}
 
-impl Config {
+    /// How to use the backend's connections.
+    pub fn upstream_options(&self) -> UpstreamOptions {
+        UpstreamOptions {
+            connections: self.backend_connections.max(1),
+            max_concurrency: self.backend_max_concurrency.max(1),
+            queue: self.backend_queue,
+            keepalive: Some(self.http2_keepalive_interval).filter(|d| !d.is_zero()),
+            ..UpstreamOptions::default()
+        }
+    }
+
     /// The runtime this gateway runs on (see `threads`).
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = self.threads.unwrap_or(cores / 2).max(1);
         tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
-    }
-}
-
-/// Parses `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {text:?}"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!("invalid duration unit in {text:?}: use ms, s, m or h"));
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {text:?}: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        for bad in ["", "s", "1d", "-1s", "x"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 }

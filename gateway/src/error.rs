@@ -24,6 +24,15 @@ pub enum GatewayError {
     /// The request body is larger than the configured limit.
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The request's header section is larger than the configured limit.
+    #[error("request headers of {size} bytes exceed the limit of {limit} bytes")]
+    HeadersTooLarge { size: usize, limit: usize },
+    /// The request body stopped arriving for longer than the configured pause.
+    #[error("the request body stopped arriving for longer than the body read timeout")]
+    BodyTimeout,
+    /// The gateway serves as many connections as it may.
+    #[error("the gateway is serving its limit of {limit} connections; try again later")]
+    TooManyConnections { limit: usize },
     /// The body's media type is not one the route reads.
     #[error("unsupported media type {0:?}; send application/json")]
     UnsupportedMediaType(String),
@@ -46,7 +55,10 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => Code::Unimplemented,
             GatewayError::BadRequest(_)
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::HeadersTooLarge { .. }
             | GatewayError::UnsupportedMediaType(_) => Code::InvalidArgument,
+            GatewayError::BodyTimeout => Code::DeadlineExceeded,
+            GatewayError::TooManyConnections { .. } => Code::Unavailable,
             GatewayError::Grpc(s) => s.code(),
             GatewayError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             GatewayError::ResponseEncoding(_) => Code::Internal,
@@ -61,6 +73,9 @@ impl GatewayError {
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            // The client, not the backend, was slow: 408, not the 504 of DEADLINE_EXCEEDED.
+            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             other => http_status(other.code()),
         }
     }
@@ -87,6 +102,19 @@ impl GatewayError {
         }
         resp
     }
+}
+
+/// The error for a request body that could not be read: a pause longer than the body read
+/// timeout, or a broken connection.
+pub fn body_read_error(e: &(dyn std::error::Error + 'static)) -> GatewayError {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<tower_http::timeout::TimeoutError>() {
+            return GatewayError::BodyTimeout;
+        }
+        source = s.source();
+    }
+    GatewayError::BadRequest(format!("cannot read the request body: {e}"))
 }
 
 impl From<tonic::Status> for GatewayError {

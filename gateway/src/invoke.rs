@@ -279,7 +279,7 @@ fn json_item<T: Serialize>(msg: T, field: &Option<String>) -> Result<Bytes, Stat
 }
 
 /// A tonic client ready to call; one that cannot get ready is UNAVAILABLE to the caller.
-async fn ready(upstream: &Upstream) -> Result<tonic::client::Grpc<crate::upstream::Transport>, InvokeError> {
+async fn ready(upstream: &Upstream) -> Result<tonic::client::Grpc<Upstream>, InvokeError> {
     let mut grpc = upstream.grpc();
     grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("backend unavailable: {e}")))?;
     Ok(grpc)
@@ -400,7 +400,7 @@ async fn open_stream(
     meta: CallMeta,
     requests: BoxStream<'static, EncodedMessage>,
 ) -> Result<
-    (tonic::client::Grpc<crate::upstream::Transport>, tonic::Request<BoxStream<'static, EncodedMessage>>, CancelOnDrop),
+    (tonic::client::Grpc<Upstream>, tonic::Request<BoxStream<'static, EncodedMessage>>, CancelOnDrop),
     InvokeError,
 > {
     let mut req = make_request(meta, requests);

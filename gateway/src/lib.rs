@@ -11,15 +11,21 @@
 //! - [`status`]: gRPC code to HTTP status, and the google.rpc.Status body with details;
 //! - [`error`]: the one error type, turned into a response in one place;
 //! - [`transcode`]: one request from route to response;
-//! - [`upstream`]: the HTTP/2 connection to the backend;
-//! - [`server`]: the axum application, listener set-up and graceful shutdown.
+//! - [`upstream`]: the pooled HTTP/2 connections to the backend, and the bound on calls in flight;
+//! - [`hygiene`]: checks every request gets before routing (header size, Host);
+//! - [`forwarded`]: `X-Forwarded-*` and `Forwarded`, trusting only configured proxies;
+//! - [`connections`]: accepts client connections, with their limits and timeouts;
+//! - [`server`]: the axum application and how it is run.
 //!
 //! Generated, kept apart: [`glue`] registers a typed invoker for every compiled RPC.
 
 pub mod bind;
 pub mod config;
+pub mod connections;
 pub mod error;
+pub mod forwarded;
 pub mod glue;
+pub mod hygiene;
 pub mod invoke;
 pub mod metadata;
 pub mod openapi;

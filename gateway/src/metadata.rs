@@ -48,23 +48,76 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     })
 }
 
-/// Builds the call's metadata: `Authorization`, the request id, and every `Grpc-Metadata-<name>`
-/// header as `<name>` (`-bin` names carry base64 and become binary metadata).
-pub fn request_metadata(headers: &HeaderMap, request_id: &HeaderValue) -> Result<MetadataMap, GatewayError> {
-    let mut md = MetadataMap::new();
-    if let Some(auth) = headers.get(http::header::AUTHORIZATION) {
-        let v = AsciiMetadataValue::try_from(auth.as_bytes())
-            .map_err(|_| bad("the Authorization header is not valid ASCII".into()))?;
-        md.insert("authorization", v);
+/// Header names the `Connection` header lists: meant for this hop only, never forwarded.
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// gRPC allows printable ASCII in text metadata (0x20-0x7E); anything else must be `-bin`.
+fn printable(value: &HeaderValue) -> bool {
+    value.as_bytes().iter().all(|b| (0x20..=0x7e).contains(b))
+}
+
+fn ascii_value(name: &str, value: &HeaderValue) -> Result<AsciiMetadataValue, GatewayError> {
+    if !printable(value) {
+        return Err(bad(format!(
+            "header {name:?} has characters gRPC metadata cannot carry (printable ASCII only; send binary values \
+             base64-encoded in a Grpc-Metadata-<name>-bin header)"
+        )));
     }
+    AsciiMetadataValue::try_from(value.as_bytes()).map_err(|_| bad(format!("header {name:?} is not valid metadata")))
+}
+
+/// Builds the call's metadata: `Authorization`, the request id, every `Grpc-Metadata-<name>`
+/// header as `<name>` (`-bin` names carry base64 and become binary metadata), and the
+/// `forwarded` headers that tell the backend who the client is.
+///
+/// One source per name: `Authorization` wins over `Grpc-Metadata-Authorization` (which is used
+/// only without it), and the request id is the gateway's (`X-Request-Id`), never a
+/// `Grpc-Metadata-X-Request-Id`. A header the `Connection` header names is not forwarded.
+pub fn request_metadata(
+    headers: &HeaderMap,
+    request_id: &HeaderValue,
+    forwarded: &[(HeaderName, HeaderValue)],
+) -> Result<MetadataMap, GatewayError> {
+    let mut md = MetadataMap::new();
+    let listed = if headers.contains_key(http::header::CONNECTION) { connection_listed(headers) } else { Vec::new() };
+    let hop = |name: &str| listed.iter().any(|l| l == name);
+    let has_authorization = match headers.get(http::header::AUTHORIZATION) {
+        Some(auth) if !hop("authorization") => {
+            md.insert("authorization", ascii_value("authorization", auth)?);
+            true
+        }
+        _ => false,
+    };
     if let Ok(v) = AsciiMetadataValue::try_from(request_id.as_bytes()) {
         md.insert(REQUEST_ID, v);
+    }
+    for (name, value) in forwarded {
+        if let Ok(v) = AsciiMetadataValue::try_from(value.as_bytes()) {
+            md.insert(
+                AsciiMetadataKey::from_bytes(name.as_str().as_bytes()).expect("a header name is a metadata key"),
+                v,
+            );
+        }
     }
     for (name, value) in headers {
         let Some(key) = name.as_str().strip_prefix(METADATA_PREFIX) else {
             continue;
         };
-        if key.is_empty() || hop_by_hop(key) {
+        if key.is_empty()
+            || hop_by_hop(key)
+            || hop(name.as_str())
+            || key == REQUEST_ID
+            || (key == "authorization" && has_authorization)
+        {
             continue;
         }
         if key.ends_with("-bin") {
@@ -78,9 +131,7 @@ pub fn request_metadata(headers: &HeaderMap, request_id: &HeaderValue) -> Result
         } else {
             let k = AsciiMetadataKey::from_bytes(key.as_bytes())
                 .map_err(|_| bad(format!("invalid metadata name {key:?}")))?;
-            let v = AsciiMetadataValue::try_from(value.as_bytes())
-                .map_err(|_| bad(format!("metadata {key:?} is not valid ASCII")))?;
-            md.append(k, v);
+            md.append(k, ascii_value(name.as_str(), value)?);
         }
     }
     Ok(md)
@@ -171,7 +222,7 @@ mod tests {
         h.insert("grpc-metadata-connection", "close".parse().unwrap());
         h.insert("cookie", "secret".parse().unwrap());
         let id = request_id(&h);
-        let md = request_metadata(&h, &id).unwrap();
+        let md = request_metadata(&h, &id, &[]).unwrap();
         assert_eq!(md.get("authorization").unwrap(), "Bearer t");
         assert_eq!(md.get("tenant").unwrap(), "acme");
         assert_eq!(md.get_bin("trace-bin").unwrap().to_bytes().unwrap().as_ref(), &[1, 2]);
@@ -180,7 +231,36 @@ mod tests {
         assert_eq!(md.get(REQUEST_ID).unwrap().as_bytes(), id.as_bytes());
         assert_eq!(id.len(), 36);
         h.insert("grpc-metadata-x-bin", "!!".parse().unwrap());
-        assert!(request_metadata(&h, &id).is_err());
+        assert!(request_metadata(&h, &id, &[]).is_err());
+    }
+
+    #[test]
+    fn one_source_per_name_and_nothing_the_connection_header_names() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer real".parse().unwrap());
+        h.insert("grpc-metadata-authorization", "Bearer smuggled".parse().unwrap());
+        h.insert("grpc-metadata-x-request-id", "forged".parse().unwrap());
+        h.insert("grpc-metadata-secret", "s".parse().unwrap());
+        h.insert("grpc-metadata-kept", "k".parse().unwrap());
+        h.insert("connection", "keep-alive, Grpc-Metadata-Secret".parse().unwrap());
+        let id = HeaderValue::from_static("rid-1");
+        let md = request_metadata(&h, &id, &[]).unwrap();
+        assert_eq!(md.get_all("authorization").iter().collect::<Vec<_>>(), ["Bearer real"]);
+        assert_eq!(md.get_all(REQUEST_ID).iter().collect::<Vec<_>>(), ["rid-1"]);
+        assert!(md.get("secret").is_none());
+        assert_eq!(md.get("kept").unwrap(), "k");
+        h.remove("authorization");
+        let md = request_metadata(&h, &id, &[]).unwrap();
+        assert_eq!(md.get("authorization").unwrap(), "Bearer smuggled");
+    }
+
+    #[test]
+    fn text_metadata_is_printable_ascii() {
+        for v in [&b"tab\there"[..], b"caf\xc3\xa9", b"\xffhigh"] {
+            let mut h = HeaderMap::new();
+            h.insert("grpc-metadata-x", HeaderValue::from_bytes(v).unwrap());
+            assert!(request_metadata(&h, &HeaderValue::from_static("r"), &[]).is_err(), "{v:?}");
+        }
     }
 
     #[test]

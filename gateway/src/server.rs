@@ -8,22 +8,26 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use prost_reflect::DescriptorPool;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// The gateway for the compiled-in protos, talking to `config.backend`.
 pub fn gateway(config: &Config) -> anyhow::Result<Gateway> {
     let pool = DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET)?;
     let timeout = Some(config.timeout).filter(|t| !t.is_zero());
+    let options = crate::transcode::Options {
+        unary_timeout: timeout,
+        max_body_size: config.max_body_size,
+        trusted_proxies: config.trusted_proxies.clone(),
+    };
     Ok(Gateway::new(
         pool,
         crate::glue::typed_registry(),
-        crate::upstream::Upstream::new(&config.backend)?,
-        timeout,
-        config.max_body_size,
+        crate::upstream::Upstream::new(&config.backend, config.upstream_options())?,
+        options,
     )?)
 }
 
@@ -52,8 +56,9 @@ pub fn reference_document() -> anyhow::Result<serde_json::Value> {
 /// 2. tracing: one span per request (debug level, so free unless asked for);
 /// 3. compression: gzip for clients that accept it, on whole responses only (streams must reach
 ///    the client message by message, not when a compressor's buffer fills);
-/// 4. panic guard: a bug answers 500 with a Status body instead of dropping the connection.
-pub fn router(gateway: Arc<Gateway>, cors_origins: &[String]) -> Router {
+/// 4. body read timeout: a request body that stops arriving fails instead of holding its call;
+/// 5. panic guard: a bug answers 500 with a Status body instead of dropping the connection.
+pub fn router(gateway: Arc<Gateway>, cors_origins: &[String], body_read_timeout: Duration) -> Router {
     let doc = crate::openapi::document(gateway.pool(), gateway.routes().bindings().map(|b| b.as_ref()), &api_info());
     let yaml = crate::openapi::to_yaml(&doc);
     let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -65,6 +70,10 @@ pub fn router(gateway: Arc<Gateway>, cors_origins: &[String]) -> Router {
         .fallback(|State(gw): State<Arc<Gateway>>, req: Request| async move { gw.handle(req).await })
         .with_state(gateway)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower::util::option_layer(
+            (!body_read_timeout.is_zero())
+                .then(|| tower_http::timeout::RequestBodyTimeoutLayer::new(body_read_timeout)),
+        ))
         .layer(compression())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower::util::option_layer(cors(cors_origins)))
@@ -107,40 +116,6 @@ fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
     e.to_response(&pool).into_response()
 }
 
-/// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    cors_origins: &[String],
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let stop = tokio_util::sync::CancellationToken::new();
-    let serving =
-        axum::serve(listener, router(gateway, cors_origins)).with_graceful_shutdown(stop.clone().cancelled_owned());
-    let serving = serving.into_future();
-    tokio::pin!(serving);
-    tokio::select! {
-        r = &mut serving => return r,
-        () = shutdown => {}
-    }
-    // Draining: no new connections; running requests get a grace period, and long-lived streams
-    // (watches, WebSockets) are cut off after it rather than holding the process forever.
-    stop.cancel();
-    match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
-            Ok(())
-        }
-    }
-}
-
-/// How long a shutdown waits for running requests before cutting them off.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Builds the gateway from `config` and serves it on `listener` until `shutdown`.
 pub async fn run(
     listener: TcpListener,
@@ -148,29 +123,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let gw = Arc::new(gateway(config)?);
-    serve(listener, gw, &config.cors_origins, shutdown).await?;
+    let app = router(gw, &config.cors_origins, config.body_read_timeout);
+    crate::connections::serve(listener, app, config.connection_limits(), shutdown).await?;
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown signal received");
 }

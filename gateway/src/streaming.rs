@@ -120,7 +120,7 @@ pub fn ndjson_lines(body: Body, max_line: usize) -> BoxStream<'static, Result<By
             match body.next().await {
                 Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
                 Some(Err(e)) => {
-                    yield Err(GatewayError::BadRequest(format!("cannot read the request body: {e}")));
+                    yield Err(crate::error::body_read_error(&e));
                     return;
                 }
                 None => break,
@@ -148,7 +148,7 @@ pub fn raw_pieces(body: Body) -> BoxStream<'static, Result<Bytes, GatewayError>>
             let mut chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
-                    yield Err(GatewayError::BadRequest(format!("cannot read the request body: {e}")));
+                    yield Err(crate::error::body_read_error(&e));
                     return;
                 }
             };

@@ -2,7 +2,9 @@
 //! place ([`Gateway::handle`]) where any error becomes a Status response.
 
 use crate::bind::{build_request, url_values};
+use crate::connections::ClientInfo;
 use crate::error::GatewayError;
+use crate::forwarded::forwarding_headers;
 use crate::invoke::{CallMeta, InvokeError, Invoker, Registry};
 use crate::invoke::{Output, StreamItem, UnaryOutput};
 use crate::metadata::{REQUEST_ID, deadline, request_id, request_metadata, response_headers};
@@ -38,10 +40,19 @@ pub struct Gateway {
     upstream: Upstream,
     /// Descriptors: request typing, and rendering error details.
     pool: DescriptorPool,
+    /// Per-request settings.
+    options: Options,
+}
+
+/// The gateway's per-request settings.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
     /// Deadline of unary calls without a Grpc-Timeout header.
-    unary_timeout: Option<Duration>,
-    /// Largest unary request body.
-    max_body_size: usize,
+    pub unary_timeout: Option<Duration>,
+    /// Largest unary request body, and largest streamed message.
+    pub max_body_size: usize,
+    /// Proxies whose forwarding headers are kept.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Why a gateway cannot be built from its descriptors and invokers.
@@ -59,14 +70,13 @@ impl Gateway {
         pool: DescriptorPool,
         registry: Registry,
         upstream: Upstream,
-        unary_timeout: Option<Duration>,
-        max_body_size: usize,
+        options: Options,
     ) -> Result<Self, SetupError> {
         let bindings = load_bindings(&pool)?;
         if let Some(b) = bindings.iter().find(|b| registry.get(b.full_method()).is_none()) {
             return Err(SetupError::NoInvoker(b.full_method().to_owned()));
         }
-        Ok(Gateway { routes: RouteTable::new(bindings), registry, upstream, pool, unary_timeout, max_body_size })
+        Ok(Gateway { routes: RouteTable::new(bindings), registry, upstream, pool, options })
     }
 
     /// The descriptors the gateway works from.
@@ -102,7 +112,7 @@ impl Gateway {
             CallKind::Unary => {
                 let body = match binding.body {
                     crate::rules::BodySpec::None => None,
-                    _ => read_json_body(&parts.headers, body, self.max_body_size).await?,
+                    _ => read_json_body(&parts.headers, body, self.options.max_body_size).await?,
                 };
                 let request = build_request(&binding, captures, parts.uri.query(), body)?;
                 self.unary(&binding, invoker, &parts, rid, request).await
@@ -122,6 +132,15 @@ impl Gateway {
         }
     }
 
+    /// The call's metadata, with the forwarding headers when the client's address is known.
+    fn metadata(&self, parts: &Parts, rid: &HeaderValue) -> Result<tonic::metadata::MetadataMap, GatewayError> {
+        let forwarded = match parts.extensions.get::<ClientInfo>() {
+            Some(client) => forwarding_headers(&parts.headers, client, &self.options.trusted_proxies),
+            None => Vec::new(),
+        };
+        request_metadata(&parts.headers, rid, &forwarded)
+    }
+
     async fn unary(
         &self,
         binding: &Binding,
@@ -130,8 +149,8 @@ impl Gateway {
         rid: &HeaderValue,
         request: serde_json::Value,
     ) -> Result<Response, GatewayError> {
-        let timeout = deadline(&parts.headers, self.unary_timeout)?;
-        let meta = CallMeta { metadata: request_metadata(&parts.headers, rid)?, timeout };
+        let timeout = deadline(&parts.headers, self.options.unary_timeout)?;
+        let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
         let field = binding.response_body.as_ref().map(|f| f.json_name().to_owned());
         let call = invoker.unary(self.upstream.clone(), meta, request, field);
         Ok(json_response(within(timeout, Instant::now(), async { call.await.map_err(invoke_error) }).await?))
@@ -147,7 +166,7 @@ impl Gateway {
         request: serde_json::Value,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, None)?;
-        let meta = CallMeta { metadata: request_metadata(&parts.headers, rid)?, timeout };
+        let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
         let format = response_format(&parts.headers, binding.raw.is_some());
         let output = match (format, &binding.raw) {
             (ResponseFormat::Raw, Some(raw)) => Output::RawField(raw.bytes_field.number()),
@@ -190,13 +209,13 @@ impl Gateway {
         fixed: serde_json::Value,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, None)?;
-        let meta = CallMeta { metadata: request_metadata(&parts.headers, rid)?, timeout };
+        let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
         let input = binding.method.input();
         let messages: BoxStream<'static, Result<EncodedMessage, GatewayError>> =
             match request_format(&parts.headers, binding.raw.is_some())? {
                 RequestFormat::Ndjson => {
                     let ctx = StreamContext::new(input, binding.body.clone(), fixed)?;
-                    ndjson_lines(body, self.max_body_size)
+                    ndjson_lines(body, self.options.max_body_size)
                         .map(move |line| line.and_then(|l| ctx.encode_json(&l)))
                         .boxed()
                 }
@@ -236,10 +255,10 @@ impl Gateway {
             ))
         })?;
         let ctx = StreamContext::new(binding.method.input(), binding.body.clone(), fixed)?;
-        let meta = CallMeta { metadata: request_metadata(&parts.headers, rid)?, timeout: None };
+        let meta = CallMeta { metadata: self.metadata(&parts, rid)?, timeout: None };
         let (upstream, pool) = (self.upstream.clone(), self.pool.clone());
         Ok(ws
-            .max_message_size(self.max_body_size)
+            .max_message_size(self.options.max_body_size)
             .on_upgrade(move |socket| crate::websocket::run(socket, invoker, upstream, meta, ctx, pool)))
     }
 }
@@ -350,6 +369,6 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::PayloadTooLarge { limit }),
-        Err(e) => Err(GatewayError::BadRequest(format!("cannot read the request body: {e}"))),
+        Err(e) => Err(crate::error::body_read_error(&*e)),
     }
 }

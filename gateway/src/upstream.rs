@@ -1,68 +1,371 @@
-//! The connection to the gRPC backend: one multiplexed HTTP/2 connection, re-established on
-//! demand when the backend restarts.
+//! The connections to one gRPC backend: a small pool of HTTP/2 connections, a bound on the calls
+//! in flight, and errors that name the backend.
 //!
-//! This is hyper's pooled client used directly, rather than tonic's `Channel`: the channel hands
-//! every call to a background worker task through a queue and back, and on a small machine
-//! those two extra wake-ups per request cost more than the rest of the client.
+//! Why a pool of our own rather than hyper-util's client or tonic's `Channel`: those carry every
+//! call over one connection, so one connection-level failure (a GOAWAY, a reset, a backend
+//! restart) ends every client's call at once. Here calls are spread over `connections`
+//! connections (least busy first), another opens when all of them carry as many streams as the
+//! peer's SETTINGS_MAX_CONCURRENT_STREAMS allows, and a closed connection is replaced by the next
+//! call. A call that could not be sent at all is tried once more on a fresh connection; a call
+//! that was sent is never repeated (it may have had effects). Live streams stay on the
+//! connection they started on.
+//!
+//! The pool is hyper's connection API used directly: no background worker hop per call (tonic's
+//! `Channel` costs two extra wake-ups per request on a small machine).
 
+use bytes::Bytes;
 use http::Uri;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tower::ServiceExt;
-use tower::util::MapErr;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-type Pooled = Client<HttpConnector, tonic::body::Body>;
-type ToStatus = fn(hyper_util::client::legacy::Error) -> tonic::Status;
-
-/// The backend, as a tonic client transport.
-pub type Transport = MapErr<Pooled, ToStatus>;
-
-/// Where and how to reach the backend; cheap to clone.
-#[derive(Clone)]
-pub struct Upstream {
-    transport: Transport,
-    origin: Uri,
+/// How to reach and load one backend.
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    /// Connections kept open (more open while every one is at the peer's stream limit).
+    pub connections: usize,
+    /// Calls (live streams included) in flight at once.
+    pub max_concurrency: usize,
+    /// Calls that may wait for a free slot; beyond that a call fails at once with UNAVAILABLE.
+    pub queue: usize,
+    /// HTTP/2 PING interval on idle connections, so a dead peer is noticed.
+    pub keepalive: Option<Duration>,
+    /// Largest response header list accepted from the backend.
+    pub max_response_headers: u32,
 }
 
-/// A call that could not reach the backend is UNAVAILABLE, the code clients retry on.
-fn unavailable(e: hyper_util::client::legacy::Error) -> tonic::Status {
-    let mut msg = format!("backend unavailable: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(&format!(": {s}"));
-        source = s.source();
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        UpstreamOptions {
+            connections: 2,
+            max_concurrency: 1024,
+            queue: 512,
+            keepalive: Some(Duration::from_secs(20)),
+            max_response_headers: 64 * 1024,
+        }
     }
-    tonic::Status::unavailable(msg)
+}
+
+/// One backend; cheap to clone, and a tonic transport (`tower::Service`).
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The URL as configured, for messages and logs.
+    name: String,
+    origin: Uri,
+    /// `host:port` to dial.
+    address: String,
+    options: UpstreamOptions,
+    conns: Mutex<Vec<Arc<Conn>>>,
+    /// Serialises connection set-up, so a burst of calls opens one connection, not one each.
+    connecting: tokio::sync::Mutex<()>,
+    /// A connection is being opened in the background.
+    growing: AtomicBool,
+    /// Spreads calls over equally busy connections.
+    next: AtomicUsize,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+/// One HTTP/2 connection and what it carries.
+struct Conn {
+    send: http2::SendRequest<tonic::body::Body>,
+    /// Calls on this connection whose response has not ended.
+    in_flight: AtomicUsize,
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS, as the connection last saw it.
+    max_streams: Arc<AtomicUsize>,
+}
+
+impl Conn {
+    fn has_room(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) < self.max_streams.load(Ordering::Relaxed).max(1)
+    }
+}
+
+/// Why an upstream URL is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("invalid backend URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
 }
 
 impl Upstream {
-    /// A lazily connecting client for `url` (`http://host:port`; the scheme may be left out), so
-    /// the gateway starts, and answers 503, while the backend is down.
-    pub fn new(url: &str) -> anyhow::Result<Self> {
-        let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
-        let origin: Uri = url.parse()?;
-        let mut connector = HttpConnector::new();
-        // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client: Pooled = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            // Windows of 1 MiB per stream and 2 MiB per connection keep an upload at disk speed
-            // while bounding what a stream can have in flight (and so the gateway's memory).
-            .http2_initial_stream_window_size(1 << 20)
-            .http2_initial_connection_window_size(2 << 20)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_while_idle(true)
-            .build(connector);
-        Ok(Upstream { transport: client.map_err(unavailable as ToStatus), origin })
+    /// A lazily connecting upstream for `url` (`http://host:port`; the scheme may be left out),
+    /// so the gateway starts, and answers 503, while the backend is down.
+    pub fn new(url: &str, options: UpstreamOptions) -> Result<Self, UpstreamError> {
+        let full = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
+        let bad = |reason: &str| UpstreamError::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
+        let origin: Uri = full.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        if origin.scheme_str() != Some("http") {
+            return Err(bad("only http:// backends are supported"));
+        }
+        let authority = origin.authority().ok_or_else(|| bad("no host"))?;
+        let address = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+        let slots = Arc::new(Semaphore::new(options.max_concurrency.max(1)));
+        Ok(Upstream {
+            inner: Arc::new(Inner {
+                name: full.trim_end_matches('/').to_owned(),
+                origin,
+                address,
+                options,
+                conns: Mutex::new(Vec::new()),
+                connecting: tokio::sync::Mutex::new(()),
+                growing: AtomicBool::new(false),
+                next: AtomicUsize::new(0),
+                slots,
+                waiting: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The backend's URL, as clients may see it in error messages.
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// A tonic client for one call.
-    pub fn grpc(&self) -> tonic::client::Grpc<Transport> {
-        tonic::client::Grpc::with_origin(self.transport.clone(), self.origin.clone())
+    pub fn grpc(&self) -> tonic::client::Grpc<Upstream> {
+        tonic::client::Grpc::with_origin(self.clone(), self.inner.origin.clone())
+    }
+
+    /// Open connections and the calls they carry (for `/healthz` and tests).
+    pub fn load(&self) -> Vec<usize> {
+        let conns = self.inner.conns.lock().expect("pool lock");
+        conns.iter().filter(|c| !c.send.is_closed()).map(|c| c.in_flight.load(Ordering::Relaxed)).collect()
+    }
+}
+
+/// A slot in the concurrency bound; the waiting count drops with it if the caller gives up.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    fn unavailable(&self) -> tonic::Status {
+        tonic::Status::unavailable(format!("backend {} is unavailable", self.name))
+    }
+
+    /// A free call slot, after a bounded wait.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, tonic::Status> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.options.queue {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(tonic::Status::unavailable(format!(
+                "backend {} is at capacity ({} calls in flight, {} waiting); try again later",
+                self.name, self.options.max_concurrency, self.options.queue
+            )));
+        }
+        let _waiting = Waiting(&self.waiting);
+        self.slots.clone().acquire_owned().await.map_err(|_| self.unavailable())
+    }
+
+    /// The least busy open connection with room for another stream, if any.
+    fn pick(&self) -> (Option<Arc<Conn>>, bool) {
+        let mut conns = self.conns.lock().expect("pool lock");
+        conns.retain(|c| !c.send.is_closed());
+        let n = conns.len();
+        let mut best: Option<&Arc<Conn>> = None;
+        if n > 0 {
+            let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+            for c in conns[start..].iter().chain(&conns[..start]) {
+                if c.has_room()
+                    && best.is_none_or(|b| c.in_flight.load(Ordering::Relaxed) < b.in_flight.load(Ordering::Relaxed))
+                {
+                    best = Some(c);
+                }
+            }
+        }
+        let want_more = n < self.options.connections.max(1) || best.is_none();
+        (best.cloned(), want_more)
+    }
+
+    /// A connection to send on: an open one with room, else a new one.
+    async fn conn(self: &Arc<Self>) -> Result<Arc<Conn>, tonic::Status> {
+        let (best, want_more) = self.pick();
+        if let Some(c) = best {
+            if want_more && !self.growing.swap(true, Ordering::AcqRel) {
+                // Grow in the background; this call goes on the connection it has.
+                let inner = self.clone();
+                tokio::spawn(async move {
+                    let _ = inner.open().await;
+                    inner.growing.store(false, Ordering::Release);
+                });
+            }
+            return Ok(c);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let (Some(c), _) = self.pick() {
+            return Ok(c);
+        }
+        self.open().await
+    }
+
+    /// Dials the backend and adds the connection to the pool.
+    async fn open(self: &Arc<Self>) -> Result<Arc<Conn>, tonic::Status> {
+        let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => {
+                tracing::warn!(backend = %self.name, error = %e, "cannot connect to the backend");
+                return Err(self.unavailable());
+            }
+            Err(_) => {
+                tracing::warn!(backend = %self.name, "connecting to the backend timed out");
+                return Err(self.unavailable());
+            }
+        };
+        // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
+        let _ = tcp.set_nodelay(true);
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            // Windows of 1 MiB per stream and 2 MiB per connection keep an upload at disk speed
+            // while bounding what a stream can have in flight (and so the gateway's memory).
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(2 << 20)
+            .max_header_list_size(self.options.max_response_headers)
+            .keep_alive_interval(self.options.keepalive)
+            .keep_alive_while_idle(true);
+        let (send, mut connection) = match builder.handshake(TokioIo::new(tcp)).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(backend = %self.name, error = %e, "HTTP/2 handshake with the backend failed");
+                return Err(self.unavailable());
+            }
+        };
+        let max_streams = Arc::new(AtomicUsize::new(connection.current_max_send_streams()));
+        let seen = max_streams.clone();
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let result = std::future::poll_fn(|cx| {
+                let r = Pin::new(&mut connection).poll(cx);
+                seen.store(connection.current_max_send_streams(), Ordering::Relaxed);
+                r
+            })
+            .await;
+            match result {
+                Ok(()) => tracing::debug!(backend = %name, "backend connection closed"),
+                Err(e) => tracing::info!(backend = %name, error = %e, "backend connection failed"),
+            }
+        });
+        let conn = Arc::new(Conn { send, in_flight: AtomicUsize::new(0), max_streams });
+        self.conns.lock().expect("pool lock").push(conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends one call; a call the connection refused before sending goes once more on another.
+    async fn call(
+        self: Arc<Self>,
+        req: http::Request<tonic::body::Body>,
+    ) -> Result<http::Response<CallBody>, tonic::Status> {
+        let mut slot = Some(self.slot().await?);
+        let mut req = req;
+        for attempt in 0..2 {
+            let conn = self.conn().await?;
+            conn.in_flight.fetch_add(1, Ordering::Relaxed);
+            let mut guard = InFlight { conn: conn.clone(), _slot: None };
+            match conn.send.clone().try_send_request(req).await {
+                Ok(resp) => {
+                    guard._slot = slot.take();
+                    return Ok(resp.map(|body| CallBody { body, _guard: guard }));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) if attempt == 0 => {
+                        tracing::debug!(backend = %self.name, "connection closed before the call was sent; retrying");
+                        req = back;
+                    }
+                    _ => return Err(self.call_error(e.into_error())),
+                },
+            }
+        }
+        Err(self.unavailable())
+    }
+
+    /// The status of a call that failed in transport.
+    fn call_error(&self, e: hyper::Error) -> tonic::Status {
+        let h2 = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<h2::Error>());
+        if let Some(h2) = h2
+            && h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+            && !h2.is_remote()
+        {
+            // We refused the backend's answer: its headers exceed what we accept.
+            tracing::warn!(backend = %self.name, "backend response headers exceed the limit");
+            return tonic::Status::internal(format!(
+                "the backend's response headers exceed the gateway's limit of {} bytes",
+                self.options.max_response_headers
+            ));
+        }
+        tracing::info!(backend = %self.name, error = %e, "backend call failed");
+        self.unavailable()
+    }
+}
+
+/// Calls may wait this long for a TCP connection to the backend.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Holds a call's place on its connection and in the concurrency bound until its response ends.
+struct InFlight {
+    conn: Arc<Conn>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps the call counted while it is read.
+pub struct CallBody {
+    body: hyper::body::Incoming,
+    _guard: InFlight,
+}
+
+impl http_body::Body for CallBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
+    type Response = http::Response<CallBody>;
+    type Error = tonic::Status;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, tonic::Status>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), tonic::Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.inner.clone().call(req))
     }
 }

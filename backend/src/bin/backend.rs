@@ -17,5 +17,5 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.config.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, database = %args.config.database, "backend listening");
-    backend::run(listener, &args.config, backend::shutdown_signal()).await
+    backend::run(listener, &args.config, switchyard_common::shutdown::signal()).await
 }

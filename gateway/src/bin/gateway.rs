@@ -17,6 +17,6 @@ fn main() -> anyhow::Result<()> {
     args.config.runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.config.listen).await?;
         tracing::info!(addr = %listener.local_addr()?, backend = %args.config.backend, "gateway listening");
-        gateway::run(listener, &args.config, gateway::server::shutdown_signal()).await
+        gateway::run(listener, &args.config, switchyard_common::shutdown::signal()).await
     })
 }

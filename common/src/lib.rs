@@ -1,0 +1,9 @@
+//! What Switchyard's servers share, so that the backend and the gateway can be built and run
+//! apart without depending on each other.
+//!
+//! # Layout
+//! - [`units`]: flag values with units (`30s`, `16KiB`);
+//! - [`shutdown`]: the signal that stops a server.
+
+pub mod shutdown;
+pub mod units;

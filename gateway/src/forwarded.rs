@@ -1,0 +1,110 @@
+//! Who the client is, told to the backend: `X-Forwarded-For`, `X-Forwarded-Proto`,
+//! `X-Forwarded-Host` and `Forwarded` (RFC 7239).
+//!
+//! What a client sends in these headers is only kept (and appended to) when the connection comes
+//! from a trusted proxy (`--trusted-proxy`); from anyone else it would be a forgery, so it is
+//! replaced by what the gateway saw itself.
+
+use crate::connections::ClientInfo;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// The forwarding headers for one request, as (name, value) pairs.
+pub fn forwarding_headers(
+    headers: &HeaderMap,
+    client: &ClientInfo,
+    trusted: &[IpNet],
+) -> Vec<(HeaderName, HeaderValue)> {
+    let peer = client.addr.ip().to_canonical();
+    let from_proxy = trusted.iter().any(|net| net.contains(&peer));
+    let kept = |name: &HeaderName| -> Option<String> {
+        if !from_proxy {
+            return None;
+        }
+        let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
+    let scheme = if client.tls { "https" } else { "http" };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+
+    let xff_name = HeaderName::from_static("x-forwarded-for");
+    let xff = match kept(&xff_name) {
+        Some(chain) => format!("{chain}, {peer}"),
+        None => peer.to_string(),
+    };
+    let proto_name = HeaderName::from_static("x-forwarded-proto");
+    let proto = kept(&proto_name).unwrap_or_else(|| scheme.to_owned());
+    let host_name = HeaderName::from_static("x-forwarded-host");
+    let fwd_host = kept(&host_name).or_else(|| host.map(str::to_owned));
+
+    let mut element = format!("for={};proto={scheme}", node(peer));
+    if let Some(h) = host {
+        element.push_str(&format!(";host=\"{}\"", h.replace(['"', '\\'], "")));
+    }
+    let forwarded = match kept(&header::FORWARDED) {
+        Some(chain) => format!("{chain}, {element}"),
+        None => element,
+    };
+
+    let mut out = Vec::with_capacity(4);
+    for (name, value) in
+        [(xff_name, Some(xff)), (proto_name, Some(proto)), (host_name, fwd_host), (header::FORWARDED, Some(forwarded))]
+    {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            out.push((name, v));
+        }
+    }
+    out
+}
+
+/// A node in RFC 7239 syntax: IPv6 addresses are bracketed and quoted.
+fn node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(addr: &str) -> ClientInfo {
+        ClientInfo { addr: addr.parse().unwrap(), tls: false }
+    }
+
+    fn get<'a>(out: &'a [(HeaderName, HeaderValue)], name: &str) -> Option<&'a str> {
+        out.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_str().unwrap())
+    }
+
+    fn forged() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "api.example.com".parse().unwrap());
+        h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert(header::FORWARDED, "for=6.6.6.6".parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn untrusted_clients_cannot_forge_their_address() {
+        let out = forwarding_headers(&forged(), &client("192.0.2.7:5000"), &[]);
+        assert_eq!(get(&out, "x-forwarded-for"), Some("192.0.2.7"));
+        assert_eq!(get(&out, "x-forwarded-proto"), Some("http"));
+        assert_eq!(get(&out, "x-forwarded-host"), Some("api.example.com"));
+        assert_eq!(get(&out, "forwarded"), Some("for=192.0.2.7;proto=http;host=\"api.example.com\""));
+    }
+
+    #[test]
+    fn trusted_proxies_are_appended_to() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let out = forwarding_headers(&forged(), &client("10.1.2.3:5000"), &trusted);
+        assert_eq!(get(&out, "x-forwarded-for"), Some("6.6.6.6, 10.1.2.3"));
+        assert_eq!(get(&out, "x-forwarded-proto"), Some("https"));
+        assert_eq!(get(&out, "forwarded"), Some("for=6.6.6.6, for=10.1.2.3;proto=http;host=\"api.example.com\""));
+        let out = forwarding_headers(&HeaderMap::new(), &client("[::1]:80"), &trusted);
+        assert_eq!(get(&out, "forwarded"), Some("for=\"[::1]\";proto=http"));
+        assert_eq!(get(&out, "x-forwarded-host"), None);
+    }
+}
