@@ -51,6 +51,11 @@ fn main() -> Result<(), BoxError> {
         builder = builder.extern_path(*proto, *rust);
     }
     builder.compile_fds(fds.clone())?;
+    for p in &packages {
+        let path = out.join(format!("{p}.rs"));
+        let code = std::fs::read_to_string(&path)?;
+        std::fs::write(&path, server_codec(&code))?;
+    }
 
     let mut json = pbjson_build::Builder::new();
     json.register_descriptors(&encoded)?
@@ -89,6 +94,27 @@ fn find_protos(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Box
         }
     }
     Ok(())
+}
+
+/// Points the generated servers (not the clients) at `crate::codec::ServerCodec`, so that an
+/// undecodable request is INVALID_ARGUMENT. Fails the build if tonic's output changes shape.
+fn server_codec(code: &str) -> String {
+    const FROM: &str = "tonic_prost::ProstCodec::default()";
+    const TO: &str = "crate::codec::ServerCodec::default()";
+    // Each generated service module starts a line with `pub mod <name>_client` or `_server`.
+    let mut parts = code.split("\npub mod ");
+    let mut out = parts.next().unwrap_or_default().to_owned();
+    for module in parts {
+        out.push_str("\npub mod ");
+        let name = module.split_whitespace().next().unwrap_or_default();
+        if name.ends_with("_server") {
+            assert!(module.contains(FROM), "tonic output changed: {name} has no {FROM}");
+            out.push_str(&module.replace(FROM, TO));
+        } else {
+            out.push_str(module);
+        }
+    }
+    out
 }
 
 /// One nested `pub mod` per package segment, including prost's and pbjson's output.

@@ -61,3 +61,23 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
         assert_eq!(got.status(), ServingStatus::Serving, "{service:?}");
     }
 }
+
+/// A request that is not valid protobuf for its method is the caller's error: INVALID_ARGUMENT,
+/// not INTERNAL.
+#[tokio::test]
+async fn undecodable_requests_are_invalid_argument() {
+    let sys = System::start().await;
+    let mut grpc = tonic::client::Grpc::new(sys.channel().await);
+    grpc.ready().await.unwrap();
+    // Field 1 of GetUserRequest is a string; an Int64Value puts a varint there.
+    let codec = tonic_prost::ProstCodec::<
+        switchyard_proto::pbjson_types::Int64Value,
+        switchyard_proto::pbjson_types::Empty,
+    >::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/user.v1.UserService/GetUser");
+    let err = grpc
+        .unary(tonic::Request::new(switchyard_proto::pbjson_types::Int64Value { value: 5 }), path, codec)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+}

@@ -22,17 +22,71 @@ async fn backend_down_then_restarted_on_the_same_file() {
     assert_status(&send(http().get(sys.url("/no/such/route"))).await, 404, 5);
     assert_status(&send(http().post(sys.url("/api/v1/users")).body("{")).await, 400, 3);
 
+    // The first call after the restart goes to a fresh connection.
     sys.restart_backend().await;
-    let mut last = None;
-    for _ in 0..50 {
-        let got = send(http().get(sys.url(&format!("/api/v1/users/{id}")))).await;
-        if got.0 == 200 {
-            last = Some(got.1);
-            break;
+    let back = send(http().get(sys.url(&format!("/api/v1/users/{id}")))).await;
+    assert_eq!(back, (200, user));
+}
+
+/// The 503 for an unreachable backend names the backend, not the operating system's error.
+#[tokio::test]
+async fn unreachable_backend_is_named() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = listener.local_addr().unwrap();
+    drop(listener);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = gateway::Config::for_backend(format!("http://{dead}"));
+    tokio::spawn(async move { gateway::run(listener, &config, std::future::pending()).await });
+    let got = send(http().get(format!("{base}/api/v1/users"))).await;
+    assert_status(&got, 503, 14);
+    assert_eq!(got.1["message"], format!("backend http://{dead} is unavailable"));
+}
+
+/// A backend that answers with response headers over the gateway's limit fails that call alone
+/// (500, INTERNAL); the next call on the same connections succeeds.
+#[tokio::test]
+async fn oversized_response_metadata_fails_only_its_call() {
+    use switchyard_proto::types::v1::types_service_server::{TypesService, TypesServiceServer};
+    use switchyard_proto::types::v1::{Event, Response as Resp, ScalarTypes};
+    /// A backend that answers with 70 KB of metadata when asked to.
+    struct Loud;
+    #[tonic::async_trait]
+    impl TypesService for Loud {
+        async fn echo_scalars(
+            &self,
+            req: tonic::Request<ScalarTypes>,
+        ) -> Result<tonic::Response<ScalarTypes>, tonic::Status> {
+            let loud = req.metadata().contains_key("loud");
+            let mut resp = tonic::Response::new(req.into_inner());
+            if loud {
+                resp.metadata_mut().insert("big", "b".repeat(70_000).parse().unwrap());
+            }
+            Ok(resp)
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        async fn echo_event(&self, req: tonic::Request<Event>) -> Result<tonic::Response<Event>, tonic::Status> {
+            Ok(tonic::Response::new(req.into_inner()))
+        }
+        async fn echo_response(&self, req: tonic::Request<Resp>) -> Result<tonic::Response<Resp>, tonic::Status> {
+            Ok(tonic::Response::new(req.into_inner()))
+        }
     }
-    assert_eq!(last.expect("gateway reconnected"), user);
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_addr = grpc.local_addr().unwrap();
+    let incoming = tonic::transport::server::TcpIncoming::from(grpc);
+    tokio::spawn(
+        tonic::transport::Server::builder().add_service(TypesServiceServer::new(Loud)).serve_with_incoming(incoming),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = gateway::Config::for_backend(format!("http://{grpc_addr}"));
+    tokio::spawn(async move { gateway::run(listener, &config, std::future::pending()).await });
+    let url = format!("{base}/api/v1/types/scalars:echo");
+    assert_eq!(send(http().post(&url).json(&serde_json::json!({}))).await.0, 200);
+    let loud = send(http().post(&url).header("grpc-metadata-loud", "1").json(&serde_json::json!({}))).await;
+    assert_status(&loud, 500, 13);
+    let (status, body) = send(http().post(&url).json(&serde_json::json!({"int32Field": 7}))).await;
+    assert_eq!((status, &body["int32Field"]), (200, &serde_json::json!(7)));
 }
 
 /// Malformed requests get a 4xx with a Status body, never a 500.

@@ -3,8 +3,8 @@
 mod common;
 
 use base64::Engine as _;
-use common::{System, assert_status, eventually, http, send};
-use futures::{SinkExt, StreamExt};
+use common::{Lines, System, assert_status, eventually, http, new_order, new_user, send, ws_connect, ws_next, ws_send};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use switchyard_proto::chat::v1::ChatMessage;
@@ -16,52 +16,6 @@ use switchyard_proto::upload::v1::upload_service_client::UploadServiceClient;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-async fn new_user(sys: &System, email: &str) -> String {
-    let (status, u) =
-        send(http().post(sys.url("/api/v1/users")).json(&json!({"name": "Buyer", "email": email, "age": 30}))).await;
-    assert_eq!(status, 200, "{u}");
-    u["id"].as_str().unwrap().to_owned()
-}
-
-async fn new_order(sys: &System, user: &str, quantity: i32) -> Value {
-    let (status, o) = send(http().post(sys.url("/api/v1/orders")).json(&json!({
-        "userId": user, "items": [{"productId": "p1", "name": "Widget", "quantity": quantity, "price": 2.5}]
-    })))
-    .await;
-    assert_eq!(status, 200, "{o}");
-    o
-}
-
-/// Reads a streaming HTTP body line by line as it arrives.
-struct Lines {
-    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: Vec<u8>,
-}
-
-impl Lines {
-    fn new(resp: reqwest::Response) -> Self {
-        Lines { body: resp.bytes_stream().boxed(), buf: Vec::new() }
-    }
-
-    /// The next non-empty line, or None at the end of the body.
-    async fn next(&mut self) -> Option<String> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=i).collect();
-                let line = String::from_utf8(line).unwrap().trim().to_owned();
-                if !line.is_empty() {
-                    return Some(line);
-                }
-                continue;
-            }
-            match self.body.next().await {
-                Some(chunk) => self.buf.extend_from_slice(&chunk.unwrap()),
-                None => return None,
-            }
-        }
-    }
-}
 
 /// GetOrders streams a user's orders in order, in full or limited, as NDJSON, SSE and gRPC;
 /// errors before the first message get the status table's HTTP status.
@@ -348,28 +302,6 @@ async fn batches_report_per_item_errors() {
     assert_eq!(r["errors"][2]["code"], 5);
     let (_, list) = send(http().get(sys.url("/api/v1/users"))).await;
     assert_eq!(list["users"].as_array().unwrap().len(), 2);
-}
-
-type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws_connect(sys: &System, path: &str) -> WsStream {
-    let url = format!("{}{path}", sys.base.replacen("http://", "ws://", 1));
-    tokio_tungstenite::connect_async(url).await.unwrap().0
-}
-
-async fn ws_send(ws: &mut WsStream, v: Value) {
-    ws.send(Ws::Text(v.to_string().into())).await.unwrap();
-}
-
-/// The next JSON text frame.
-async fn ws_next(ws: &mut WsStream) -> Value {
-    loop {
-        match ws.next().await.expect("socket open").unwrap() {
-            Ws::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Ws::Close(c) => panic!("closed: {c:?}"),
-            _ => {}
-        }
-    }
 }
 
 /// Two participants over WebSocket and one over native gRPC share a room and see every message

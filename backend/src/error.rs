@@ -38,15 +38,42 @@ fn describe(violations: &[Violation]) -> String {
     violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
 }
 
+/// The longest status message sent. Messages travel in a response header (`grpc-message`), and
+/// many echo what the client sent (an email, an id): unbounded, one long value would make a
+/// header the peer must refuse, and with HTTP/2 that can fail a connection shared by others.
+pub const MAX_MESSAGE: usize = 1024;
+/// The longest field name and description of one violation in the BadRequest details (which
+/// travel in a header too), and how many violations are sent.
+const MAX_VIOLATION_TEXT: usize = 256;
+const MAX_VIOLATIONS: usize = 16;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {
-        let message = e.to_string();
+        let message = bounded(&e.to_string(), MAX_MESSAGE);
         match e {
             ApiError::Invalid(violations) => {
                 let details = ErrorDetails::with_bad_request(
                     violations
                         .into_iter()
-                        .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
+                        .take(MAX_VIOLATIONS)
+                        .map(|v| {
+                            tonic_types::FieldViolation::new(
+                                bounded(&v.field, MAX_VIOLATION_TEXT),
+                                bounded(&v.description, MAX_VIOLATION_TEXT),
+                            )
+                        })
                         .collect::<Vec<_>>(),
                 );
                 Status::with_error_details(Code::InvalidArgument, message, details)
@@ -96,5 +123,27 @@ impl Validator {
     /// `Err(ApiError::Invalid)` when anything was recorded.
     pub fn finish(&mut self) -> Result<(), ApiError> {
         if self.violations.is_empty() { Ok(()) } else { Err(ApiError::Invalid(std::mem::take(&mut self.violations))) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_that_echo_client_values_stay_small() {
+        assert_eq!(bounded("short", 10), "short");
+        let cut = bounded(&"é".repeat(1000), 11);
+        assert!(cut.len() <= 11 && cut.ends_with('…'), "{cut}");
+        let long = "x".repeat(100_000);
+        let status = Status::from(ApiError::Invalid(vec![Violation {
+            field: "email".into(),
+            description: format!("{long:?} is not a valid email address"),
+        }]));
+        assert!(status.message().len() <= MAX_MESSAGE);
+        assert!(status.details().len() < 2048, "{}", status.details().len());
+        let status = Status::from(ApiError::Store(crate::store::StoreError::NotFound(format!("user {long:?}"))));
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(status.message().len() <= MAX_MESSAGE);
     }
 }

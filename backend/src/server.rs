@@ -19,6 +19,9 @@ use tonic::transport::server::TcpIncoming;
 /// How long a shutdown waits for running calls (a long upload, say) before cutting them off.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The request header list size the backend advertises and accepts.
+pub const MAX_HEADER_LIST: u32 = 64 * 1024;
+
 /// Messages each live subscriber (order watcher, chat participant) may fall behind by.
 pub const BUS_CAPACITY: usize = 1024;
 
@@ -82,6 +85,9 @@ impl Backend {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let stop = tokio_util::sync::CancellationToken::new();
         let serving = Server::builder()
+            // Room for what gateways forward (their own limit is 16 KiB by default) plus gRPC's
+            // own headers; hyper's default is 16 KiB.
+            .http2_max_header_list_size(MAX_HEADER_LIST)
             // Logs every call at debug level (RUST_LOG=debug), with the request id the gateway
             // forwards, so gateway and backend logs join up.
             .layer(

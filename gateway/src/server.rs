@@ -63,7 +63,13 @@ pub fn router(gateway: Arc<Gateway>, cors_origins: &[String], body_read_timeout:
     let yaml = crate::openapi::to_yaml(&doc);
     let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "SERVING"})) }))
+        // Liveness, with each backend's connections and load.
+        .route(
+            "/healthz",
+            get(|State(gw): State<Arc<Gateway>>| async move {
+                axum::Json(serde_json::json!({"status": "SERVING", "backends": [gw.upstream().stats()]}))
+            }),
+        )
         // The gateway's own endpoints: its API, described from the routes it serves.
         .route("/openapi.yaml", get(move || async move { ([(http::header::CONTENT_TYPE, "application/yaml")], yaml) }))
         .route("/openapi.json", get(move || async move { ([(http::header::CONTENT_TYPE, "application/json")], json) }))

@@ -84,6 +84,11 @@ impl Gateway {
         &self.pool
     }
 
+    /// The backend calls go to.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
     /// The route table, for listings (the OpenAPI document, the startup banner).
     pub fn routes(&self) -> &RouteTable {
         &self.routes
@@ -257,9 +262,15 @@ impl Gateway {
         let ctx = StreamContext::new(binding.method.input(), binding.body.clone(), fixed)?;
         let meta = CallMeta { metadata: self.metadata(&parts, rid)?, timeout: None };
         let (upstream, pool) = (self.upstream.clone(), self.pool.clone());
+        let limit = self.options.max_body_size;
+        // The socket reads messages up to twice the limit whole, so that one over the limit is
+        // answered with a 1009 close the client can read: refused mid-frame, the unread rest
+        // would make the close a TCP reset. Beyond twice the limit the socket refuses it itself.
+        let socket_limit = self.options.max_body_size.saturating_mul(2);
         Ok(ws
-            .max_message_size(self.options.max_body_size)
-            .on_upgrade(move |socket| crate::websocket::run(socket, invoker, upstream, meta, ctx, pool)))
+            .max_message_size(socket_limit)
+            .max_frame_size(socket_limit)
+            .on_upgrade(move |socket| crate::websocket::run(socket, invoker, upstream, meta, ctx, pool, limit)))
     }
 }
 

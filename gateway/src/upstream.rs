@@ -92,6 +92,20 @@ impl Conn {
     }
 }
 
+/// A snapshot of an upstream's load.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamStats {
+    /// The backend's URL.
+    pub url: String,
+    /// Open HTTP/2 connections.
+    pub connections: usize,
+    /// Calls in flight, live streams included.
+    pub in_flight: usize,
+    /// Calls waiting for a slot.
+    pub waiting: usize,
+}
+
 /// Why an upstream URL is not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -111,7 +125,8 @@ impl Upstream {
         }
         let authority = origin.authority().ok_or_else(|| bad("no host"))?;
         let address = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
-        let slots = Arc::new(Semaphore::new(options.max_concurrency.max(1)));
+        let options = UpstreamOptions { max_concurrency: options.max_concurrency.max(1), ..options };
+        let slots = Arc::new(Semaphore::new(options.max_concurrency));
         Ok(Upstream {
             inner: Arc::new(Inner {
                 name: full.trim_end_matches('/').to_owned(),
@@ -138,10 +153,16 @@ impl Upstream {
         tonic::client::Grpc::with_origin(self.clone(), self.inner.origin.clone())
     }
 
-    /// Open connections and the calls they carry (for `/healthz` and tests).
-    pub fn load(&self) -> Vec<usize> {
+    /// What the upstream carries now, for `/healthz`.
+    pub fn stats(&self) -> UpstreamStats {
         let conns = self.inner.conns.lock().expect("pool lock");
-        conns.iter().filter(|c| !c.send.is_closed()).map(|c| c.in_flight.load(Ordering::Relaxed)).collect()
+        let open: Vec<&Arc<Conn>> = conns.iter().filter(|c| !c.send.is_closed()).collect();
+        UpstreamStats {
+            url: self.inner.name.clone(),
+            connections: open.len(),
+            in_flight: self.inner.options.max_concurrency - self.inner.slots.available_permits(),
+            waiting: self.inner.waiting.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -300,13 +321,14 @@ impl Inner {
     fn call_error(&self, e: hyper::Error) -> tonic::Status {
         let h2 = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<h2::Error>());
         if let Some(h2) = h2
-            && h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-            && !h2.is_remote()
+            && h2.is_reset()
+            && h2.is_library()
         {
-            // We refused the backend's answer: its headers exceed what we accept.
-            tracing::warn!(backend = %self.name, "backend response headers exceed the limit");
+            // We reset the stream ourselves: the backend's answer broke a protocol limit (most
+            // likely headers over what we accept). Its fault, and this call's alone.
+            tracing::warn!(backend = %self.name, error = %e, "refused a backend response");
             return tonic::Status::internal(format!(
-                "the backend's response headers exceed the gateway's limit of {} bytes",
+                "the backend's response was refused (response headers are limited to {} bytes)",
                 self.options.max_response_headers
             ));
         }

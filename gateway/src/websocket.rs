@@ -27,18 +27,40 @@ enum InboundEnd {
     Closed,
     /// The client sent a message that does not fit.
     Bad(GatewayError),
+    /// The client sent a frame over the size limit (close code 1009).
+    TooBig(GatewayError),
+}
+
+/// Whether a socket error is a frame over the configured size limit.
+fn too_big(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = s.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 async fn read_inbound(
     mut source: futures::stream::SplitStream<WebSocket>,
     ctx: StreamContext,
     to_backend: mpsc::Sender<EncodedMessage>,
+    limit: usize,
 ) -> InboundEnd {
     while let Some(frame) = source.next().await {
         let encoded = match frame {
+            Ok(Message::Text(t)) if t.len() > limit => {
+                return InboundEnd::TooBig(GatewayError::PayloadTooLarge { limit });
+            }
+            Ok(Message::Binary(b)) if b.len() > limit => {
+                return InboundEnd::TooBig(GatewayError::PayloadTooLarge { limit });
+            }
             Ok(Message::Text(t)) => ctx.encode_json(t.as_bytes()),
             Ok(Message::Binary(b)) => ctx.encode_json(&b),
             Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Err(e) if too_big(&e) => return InboundEnd::TooBig(GatewayError::PayloadTooLarge { limit }),
             Ok(Message::Close(_)) | Err(_) => break,
         };
         match encoded {
@@ -53,11 +75,30 @@ async fn read_inbound(
     InboundEnd::Closed
 }
 
-async fn fail(sink: &mut SplitSink<WebSocket, Message>, status: serde_json::Value) {
+/// Sends the final `{"error": …}` frame and closes with `code`.
+async fn fail_with(sink: &mut SplitSink<WebSocket, Message>, status: serde_json::Value, code: u16) {
     let frame = serde_json::json!({ "error": status }).to_string();
     let _ = sink.send(Message::Text(frame.into())).await;
     let reason: String = status["message"].as_str().unwrap_or("").chars().take(120).collect();
-    let _ = sink.send(Message::Close(Some(CloseFrame { code: close_code::ERROR, reason: reason.into() }))).await;
+    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+}
+
+async fn fail(sink: &mut SplitSink<WebSocket, Message>, status: serde_json::Value) {
+    fail_with(sink, status, close_code::ERROR).await;
+}
+
+/// Tells the client why its side of the call ended, if it did not simply leave.
+async fn inbound_ended(
+    sink: &mut SplitSink<WebSocket, Message>,
+    end: Result<InboundEnd, oneshot::error::RecvError>,
+    pool: &DescriptorPool,
+) {
+    match end {
+        Ok(InboundEnd::Bad(e)) => fail(sink, e.to_json(pool)).await,
+        Ok(InboundEnd::TooBig(e)) => fail_with(sink, e.to_json(pool), close_code::SIZE).await,
+        // The client left: dropping the call cancels it at the backend.
+        _ => {}
+    }
 }
 
 async fn finish(sink: &mut SplitSink<WebSocket, Message>) {
@@ -73,21 +114,20 @@ pub async fn run(
     meta: CallMeta,
     ctx: StreamContext,
     pool: DescriptorPool,
+    limit: usize,
 ) {
     let (mut sink, source) = socket.split();
     let (to_backend, requests) = mpsc::channel(INBOUND_QUEUE);
     let (end_tx, mut end_rx) = oneshot::channel();
     let reader = tokio::spawn(async move {
-        let _ = end_tx.send(read_inbound(source, ctx, to_backend).await);
+        let _ = end_tx.send(read_inbound(source, ctx, to_backend, limit).await);
     });
     let gateway_error = |e: GatewayError| e.to_json(&pool);
     let call = invoker.bidi_streaming(upstream, meta, ReceiverStream::new(requests).boxed(), Output::Json(None));
     let reply = tokio::select! {
         r = call => r,
         end = &mut end_rx => {
-            if let Ok(InboundEnd::Bad(e)) = end {
-                fail(&mut sink, gateway_error(e)).await;
-            }
+            inbound_ended(&mut sink, end, &pool).await;
             reader.abort();
             return;
         }
@@ -104,14 +144,8 @@ pub async fn run(
         tokio::select! {
             // Every arm of this match leaves the loop, so the receiver is never polled again.
             end = &mut end_rx => {
-                match end {
-                    Ok(InboundEnd::Bad(e)) => {
-                        fail(&mut sink, gateway_error(e)).await;
-                        break;
-                    }
-                    // The client left: dropping the call cancels it at the backend.
-                    _ => break,
-                }
+                inbound_ended(&mut sink, end, &pool).await;
+                break;
             }
             item = messages.next() => match item {
                 Some(Ok(StreamItem::Message(json))) => {

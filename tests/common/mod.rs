@@ -2,10 +2,13 @@
 //! upload folder.
 #![allow(dead_code)]
 
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as Ws;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -32,6 +35,19 @@ impl System {
 
     /// Starts backend and gateway, letting the caller adjust the backend's settings.
     pub async fn start_with(adjust: impl FnOnce(&mut backend::Config)) -> Self {
+        Self::start_configured(adjust, |_| {}).await
+    }
+
+    /// Starts backend and gateway, letting the caller adjust the gateway's settings.
+    pub async fn start_gateway_with(adjust: impl FnOnce(&mut gateway::Config)) -> Self {
+        Self::start_configured(|_| {}, adjust).await
+    }
+
+    /// Starts backend and gateway with adjusted settings.
+    pub async fn start_configured(
+        adjust: impl FnOnce(&mut backend::Config),
+        adjust_gateway: impl FnOnce(&mut gateway::Config),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let grpc_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc = grpc_listener.local_addr().unwrap();
@@ -50,7 +66,8 @@ impl System {
         sys.spawn_backend(grpc_listener).await;
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         sys.base = format!("http://{}", http_listener.local_addr().unwrap());
-        let config = gateway::Config::for_backend(format!("http://{grpc}"));
+        let mut config = gateway::Config::for_backend(format!("http://{grpc}"));
+        adjust_gateway(&mut config);
         let stop = sys.gateway_stop.clone();
         tokio::spawn(async move { gateway::run(http_listener, &config, stop.cancelled_owned()).await });
         sys
@@ -137,4 +154,72 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     panic!("timed out waiting until {what}");
+}
+
+pub async fn new_user(sys: &System, email: &str) -> String {
+    let (status, u) =
+        send(http().post(sys.url("/api/v1/users")).json(&json!({"name": "Buyer", "email": email, "age": 30}))).await;
+    assert_eq!(status, 200, "{u}");
+    u["id"].as_str().unwrap().to_owned()
+}
+
+pub async fn new_order(sys: &System, user: &str, quantity: i32) -> Value {
+    let (status, o) = send(http().post(sys.url("/api/v1/orders")).json(&json!({
+        "userId": user, "items": [{"productId": "p1", "name": "Widget", "quantity": quantity, "price": 2.5}]
+    })))
+    .await;
+    assert_eq!(status, 200, "{o}");
+    o
+}
+
+/// Reads a streaming HTTP body line by line as it arrives.
+pub struct Lines {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    pub fn new(resp: reqwest::Response) -> Self {
+        Lines { body: resp.bytes_stream().boxed(), buf: Vec::new() }
+    }
+
+    /// The next non-empty line, or None at the end of the body.
+    pub async fn next(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                let line = String::from_utf8(line).unwrap().trim().to_owned();
+                if !line.is_empty() {
+                    return Some(line);
+                }
+                continue;
+            }
+            match self.body.next().await {
+                Some(chunk) => self.buf.extend_from_slice(&chunk.unwrap()),
+                None => return None,
+            }
+        }
+    }
+}
+
+pub type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn ws_connect(sys: &System, path: &str) -> WsStream {
+    let url = format!("{}{path}", sys.base.replacen("http://", "ws://", 1));
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+pub async fn ws_send(ws: &mut WsStream, v: Value) {
+    ws.send(Ws::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON text frame.
+pub async fn ws_next(ws: &mut WsStream) -> Value {
+    loop {
+        match ws.next().await.expect("socket open").unwrap() {
+            Ws::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Ws::Close(c) => panic!("closed: {c:?}"),
+            _ => {}
+        }
+    }
 }
