@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// Seed of the generated data and of the request mix.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Only measure the gateway's memory per idle keep-alive connection, with this many
+    /// connections, and print it.
+    #[arg(long)]
+    pub idle_connections: Option<usize>,
     /// A run of a few seconds in all: short cells, fewer orders, small uploads.
     #[arg(long)]
     pub quick: bool,

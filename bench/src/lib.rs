@@ -12,10 +12,12 @@
 //! - [`stats`]: histograms and per-cell results;
 //! - [`payload`]: bytes on the wire, JSON against protobuf;
 //! - [`proc`]: CPU and memory of the server processes;
+//! - [`idle`]: the gateway's memory per idle client connection;
 //! - [`report`] and [`plot`]: the table, the summary, the JSON and the SVG.
 
 pub mod args;
 pub mod children;
+pub mod idle;
 pub mod legacy;
 pub mod payload;
 pub mod plot;
@@ -71,6 +73,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             (t, Some(c))
         }
     };
+    if let (Some(n), Some(c)) = (args.idle_connections, &children) {
+        let pid = c.gateway.pid().ok_or_else(|| anyhow::anyhow!("no gateway process"))?;
+        let cost = idle::measure(pid, &authority(&targets.gateway), n).await;
+        if let Some(c) = children {
+            c.stop().await;
+        }
+        let cost = cost?;
+        println!(
+            "gateway memory per idle keep-alive connection: {:.1} KiB ({} connections, RSS {} -> {} KiB)",
+            cost.kib_per_connection, cost.connections, cost.rss_before_kib, cost.rss_after_kib
+        );
+        return Ok(());
+    }
     let outcome = tokio::select! {
         r = measure(&args, &targets, children.as_ref(), dir.path()) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
