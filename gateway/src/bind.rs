@@ -1,19 +1,22 @@
 //! Builds the request message's JSON from the three places a REST request carries it — path
-//! variables, the query string and the body — using the descriptor to type each textual value.
+//! variables, the query string and the body — using the descriptor to turn each textual value
+//! into the JSON its field takes. The JSON then goes through the one mapping ([`crate::json`]),
+//! so a value means the same in a path, a query and a body: ranges, formats and enum names are
+//! checked there, once.
 //!
 //! Precedence follows grpc-gateway: path variables override the body, the query fills only the
 //! fields that neither the path nor the body binds, and unknown query parameters are ignored
 //! (they may be meant for a proxy or a cache).
 
+use crate::descriptor::{is_scalar_wrapper, is_string_wkt, unwrapped};
 use crate::error::GatewayError;
+use crate::json::JsonError;
 use crate::rules::{Binding, BodySpec};
 use crate::template::Captures;
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use http::Method;
 use percent_encoding::percent_decode;
 use prost_reflect::{Cardinality, FieldDescriptor, Kind, MessageDescriptor};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 type Object = Map<String, Value>;
 
@@ -21,25 +24,9 @@ fn bad(msg: impl Into<String>) -> GatewayError {
     GatewayError::BadRequest(msg.into())
 }
 
-/// `google.protobuf.*Value`: messages that stand for a nullable scalar in JSON.
-pub fn is_scalar_wrapper(m: &MessageDescriptor) -> bool {
-    matches!(
-        m.full_name(),
-        "google.protobuf.DoubleValue"
-            | "google.protobuf.FloatValue"
-            | "google.protobuf.Int64Value"
-            | "google.protobuf.UInt64Value"
-            | "google.protobuf.Int32Value"
-            | "google.protobuf.UInt32Value"
-            | "google.protobuf.BoolValue"
-            | "google.protobuf.StringValue"
-            | "google.protobuf.BytesValue"
-    )
-}
-
-/// Well-known messages whose JSON form is a single string.
-fn is_string_wkt(m: &MessageDescriptor) -> bool {
-    matches!(m.full_name(), "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask")
+/// A bad value of one field, named by its JSON path.
+fn invalid(field: &str, description: impl Into<String>) -> GatewayError {
+    GatewayError::InvalidMessage(JsonError { field: field.to_owned(), description: description.into() })
 }
 
 /// Finds a field by its proto name or its JSON name (both are accepted in requests).
@@ -47,62 +34,27 @@ pub fn field_by_any_name(msg: &MessageDescriptor, name: &str) -> Option<FieldDes
     msg.get_field_by_name(name).or_else(|| msg.get_field_by_json_name(name))
 }
 
-/// Converts one textual value (from the path or the query) into the JSON its field type takes.
+/// Converts one textual value (from the path or the query) into the JSON its field takes: text
+/// that is a JSON number becomes one for numeric fields (so `1e2` means 100, as in a body), the
+/// rest stays a string (`NaN`, a 64-bit integer) — the mapping checks ranges and formats;
+/// booleans and enum numbers become JSON literals; a message other than a wrapper or a string
+/// well-known type has no textual form.
 pub fn text_to_json(kind: &Kind, text: &str) -> Result<Value, String> {
-    match kind {
-        Kind::Double | Kind::Float => match text {
-            "NaN" | "Infinity" | "-Infinity" => Ok(Value::String(text.to_owned())),
-            _ => text
-                .parse::<f64>()
-                .ok()
-                .and_then(Number::from_f64)
-                .map(Value::Number)
-                .ok_or_else(|| format!("{text:?} is not a number")),
-        },
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-            text.parse::<i32>().map(Value::from).map_err(|_| format!("{text:?} is not a 32-bit integer"))
-        }
-        Kind::Uint32 | Kind::Fixed32 => {
-            text.parse::<u32>().map(Value::from).map_err(|_| format!("{text:?} is not an unsigned 32-bit integer"))
-        }
-        // 64-bit integers travel as strings in proto3 JSON.
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => text
-            .parse::<i64>()
-            .map(|n| Value::String(n.to_string()))
-            .map_err(|_| format!("{text:?} is not a 64-bit integer")),
-        Kind::Uint64 | Kind::Fixed64 => text
-            .parse::<u64>()
-            .map(|n| Value::String(n.to_string()))
-            .map_err(|_| format!("{text:?} is not an unsigned 64-bit integer")),
+    match unwrapped(kind) {
         Kind::Bool => match text {
             "true" | "True" | "TRUE" | "t" | "T" | "1" => Ok(Value::Bool(true)),
             "false" | "False" | "FALSE" | "f" | "F" | "0" => Ok(Value::Bool(false)),
             _ => Err(format!("{text:?} is not a boolean")),
         },
-        Kind::String => Ok(Value::String(text.to_owned())),
-        Kind::Bytes => [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
-            .iter()
-            .find_map(|engine| engine.decode(text).ok())
-            .map(|bytes| Value::String(STANDARD.encode(bytes)))
-            .ok_or_else(|| format!("{text:?} is not base64")),
-        Kind::Enum(e) => {
-            if e.get_value_by_name(text).is_some() {
-                Ok(Value::String(text.to_owned()))
-            } else if let Some(v) = text.parse::<i32>().ok().and_then(|n| e.get_value(n)) {
-                Ok(Value::String(v.name().to_owned()))
-            } else {
-                let names: Vec<_> = e.values().map(|v| v.name().to_owned()).collect();
-                Err(format!("{text:?} is not one of {}", names.join(", ")))
-            }
-        }
-        Kind::Message(m) if is_scalar_wrapper(m) => {
-            let inner = m.get_field_by_name("value").expect("wrappers have a value field");
-            text_to_json(&inner.kind(), text)
-        }
-        Kind::Message(m) if is_string_wkt(m) => Ok(Value::String(text.to_owned())),
+        Kind::Enum(_) => Ok(text.parse::<i32>().map(Value::from).unwrap_or_else(|_| Value::String(text.to_owned()))),
+        Kind::Message(m) if is_string_wkt(&m) => Ok(Value::String(text.to_owned())),
         Kind::Message(m) => {
             Err(format!("is a {} message; bind its fields one by one (field.subfield=value)", m.full_name()))
         }
+        Kind::String | Kind::Bytes => Ok(Value::String(text.to_owned())),
+        _ => Ok(serde_json::from_str::<serde_json::Number>(text)
+            .map(Value::Number)
+            .unwrap_or_else(|_| Value::String(text.to_owned()))),
     }
 }
 
@@ -201,7 +153,8 @@ pub fn bind_query(
             continue;
         }
         let field = chain.last().expect("non-empty");
-        let err = |m: String| bad(format!("query parameter {key:?}: {m}"));
+        let json_path = chain_json(&chain);
+        let err = |m: String| invalid(&json_path, format!("query parameter {key:?}: {m}"));
         if field.is_map() {
             let Kind::Message(entry) = field.kind() else { unreachable!("maps are messages") };
             let map_key = map_key.ok_or_else(|| err("a map needs a key: name[key]=value".into()))?;
@@ -298,8 +251,9 @@ pub fn build_request(
         (BodySpec::None, _) => {}
         (BodySpec::Whole, body) => {
             obj = match body {
-                None | Some(Value::Null) => Object::new(),
+                None => Object::new(),
                 Some(Value::Object(o)) => o,
+                Some(Value::Null) => return Err(bad("the request body must be a JSON object, not null")),
                 Some(_) => return Err(bad("the request body must be a JSON object")),
             };
             if binding.http_method == Method::PATCH
@@ -332,7 +286,7 @@ pub fn build_request(
     for ((_, text), chain) in captures.into_iter().zip(&binding.path_fields) {
         let last = chain.last().expect("non-empty");
         let value = text_to_json(&last.kind(), &text)
-            .map_err(|m| bad(format!("path parameter {:?}: {m}", chain_name(chain))))?;
+            .map_err(|m| invalid(&chain_json(chain), format!("path parameter {:?}: {m}", chain_name(chain))))?;
         set_at(&mut obj, chain, value);
     }
     if let (Some(q), false) = (query, matches!(binding.body, BodySpec::Whole)) {
@@ -353,7 +307,7 @@ pub fn url_values(binding: &Binding, captures: Captures, query: Option<&str>) ->
     for ((_, text), chain) in captures.into_iter().zip(&binding.path_fields) {
         let last = chain.last().expect("non-empty");
         let value = text_to_json(&last.kind(), &text)
-            .map_err(|m| bad(format!("path parameter {:?}: {m}", chain_name(chain))))?;
+            .map_err(|m| invalid(&chain_json(chain), format!("path parameter {:?}: {m}", chain_name(chain))))?;
         set_at(&mut obj, chain, value);
     }
     if let Some(q) = query {
@@ -364,6 +318,11 @@ pub fn url_values(binding: &Binding, captures: Captures, query: Option<&str>) ->
 
 fn chain_name(chain: &[FieldDescriptor]) -> String {
     chain.iter().map(|f| f.name()).collect::<Vec<_>>().join(".")
+}
+
+/// A field chain as a JSON path (`user.createdAt`), as errors name fields.
+fn chain_json(chain: &[FieldDescriptor]) -> String {
+    chain.iter().map(|f| f.json_name()).collect::<Vec<_>>().join(".")
 }
 
 #[cfg(test)]
@@ -413,14 +372,23 @@ mod tests {
         assert_eq!(v["updateMask"], "email");
     }
 
+    /// The request message the gateway would send, printed canonically.
+    fn message(b: &Binding, caps: Captures, query: Option<&str>, body: Option<Value>) -> Result<Value, GatewayError> {
+        let v = build_request(b, caps, query, body)?;
+        let msg = crate::json::from_value(&b.method.input(), v).map_err(GatewayError::InvalidMessage)?;
+        Ok(serde_json::from_slice(&crate::json::print_message(&msg).unwrap()).unwrap())
+    }
+
     #[test]
     fn query_binds_typed_values_with_both_spellings() {
         let b = binding("GET", "/api/v1/users");
-        let v = build_request(&b, vec![], Some("page_size=5&pageToken=abc&unknown=1"), None).unwrap();
+        let v = message(&b, vec![], Some("page_size=5&pageToken=abc&unknown=1"), None).unwrap();
         assert_eq!(v, json!({"pageSize": 5, "pageToken": "abc"}));
-        for q in ["page_size=x", "page_size=1&page_size=2", "pageSize=99999999999", "page_token=%FF"] {
-            assert!(matches!(build_request(&b, vec![], Some(q), None), Err(GatewayError::BadRequest(_))), "{q}");
+        for q in ["page_size=x", "page_size=1&page_size=2", "pageSize=99999999999", "page_token=%FF", "pageSize=1.5"] {
+            assert!(message(&b, vec![], Some(q), None).is_err(), "{q}");
         }
+        // The same text means the same in a query as in a body: 1e2 is the integer 100.
+        assert_eq!(message(&b, vec![], Some("pageSize=1e2"), None).unwrap()["pageSize"], 100);
     }
 
     #[test]
@@ -429,7 +397,7 @@ mod tests {
         let q = "doubleField=1.5&float_field=NaN&int32Field=-3&int64Field=-9000000000&uint32Field=4\
                  &uint64Field=18446744073709551615&sint32Field=-1&sint64Field=-2&fixed32Field=3\
                  &fixed64Field=4&boolField=true&stringField=a+b%21&bytesField=aGk";
-        let v = build_request(&b, vec![], Some(q), None).unwrap();
+        let v = message(&b, vec![], Some(q), None).unwrap();
         assert_eq!(v["doubleField"], 1.5);
         assert_eq!(v["floatField"], "NaN");
         assert_eq!(v["int64Field"], "-9000000000");
@@ -438,7 +406,7 @@ mod tests {
         assert_eq!(v["bytesField"], "aGk=");
         assert_eq!(v["boolField"], true);
         let e = binding("GET", "/api/v1/types/events/{id}");
-        let v = build_request(
+        let v = message(
             &e,
             captures(&[("id", "e1")]),
             Some("createdAt=2024-01-01T00:00:00Z&duration=1.5s&name=n&count=7&id=ignored"),
@@ -446,10 +414,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            v,
-            json!({"id": "e1", "createdAt": "2024-01-01T00:00:00Z", "duration": "1.5s", "name": "n", "count": 7})
+            (&v["id"], &v["createdAt"], &v["duration"]),
+            (&json!("e1"), &json!("2024-01-01T00:00:00Z"), &json!("1.500s"))
         );
-        assert!(build_request(&e, captures(&[("id", "e1")]), Some("status=1"), None).is_err());
+        assert_eq!((&v["name"], &v["count"]), (&json!("n"), &json!(7)));
+        assert!(message(&e, captures(&[("id", "e1")]), Some("status=1"), None).is_err());
+        assert!(message(&e, captures(&[("id", "e1")]), Some("createdAt=yesterday"), None).is_err());
     }
 
     #[test]
@@ -458,15 +428,23 @@ mod tests {
         // The body field "user" is not bound from the query; other fields would be.
         let v = build_request(&b, vec![], Some("user.name=x"), Some(json!({"name": "body"}))).unwrap();
         assert_eq!(v, json!({"user": {"name": "body"}}));
-        let mut obj = Object::new();
         let user = pool().get_message_by_name("user.v1.User").unwrap();
-        bind_query(&mut obj, &user, "roles=a&roles=b&status=2&metadata[k]=v&created_at.timestamp=5", &[]).unwrap();
-        assert_eq!(obj.get("roles"), Some(&json!(["a", "b"])));
-        assert_eq!(obj.get("status"), Some(&json!("USER_STATUS_INACTIVE")));
-        assert_eq!(obj.get("metadata"), Some(&json!({"k": "v"})));
-        assert_eq!(obj.get("createdAt"), Some(&json!({"timestamp": "5"})));
-        for q in ["status=NOPE", "status=99", "metadata=x", "name[k]=v", "roles.x=1"] {
-            assert!(bind_query(&mut Object::new(), &user, q, &[]).is_err(), "{q}");
+        let bound = |q: &str| -> Result<Value, GatewayError> {
+            let mut obj = Object::new();
+            bind_query(&mut obj, &user, q, &[])?;
+            let msg = crate::json::from_value(&user, Value::Object(obj)).map_err(GatewayError::InvalidMessage)?;
+            Ok(serde_json::from_slice(&crate::json::print_message(&msg).unwrap()).unwrap())
+        };
+        let v = bound("roles=a&roles=b&status=2&metadata[k]=v&created_at.timestamp=5").unwrap();
+        assert_eq!(v["roles"], json!(["a", "b"]));
+        assert_eq!(v["status"], json!("USER_STATUS_INACTIVE"));
+        assert_eq!(v["metadata"], json!({"k": "v"}));
+        assert_eq!(v["createdAt"]["timestamp"], json!("5"));
+        // Open enums: an unknown number passes through; an unknown name leaves the field unset.
+        assert_eq!(bound("status=99").unwrap()["status"], json!(99));
+        assert_eq!(bound("status=NOPE").unwrap()["status"], json!("USER_STATUS_UNSPECIFIED"));
+        for q in ["metadata=x", "name[k]=v", "roles.x=1", "age=old"] {
+            assert!(bound(q).is_err(), "{q}");
         }
     }
 

@@ -18,9 +18,13 @@ pub enum GatewayError {
     /// A route has this path, but not for this method.
     #[error("method {method} not allowed for {path}")]
     MethodNotAllowed { method: Method, path: String, allow: Vec<Method> },
-    /// Malformed JSON, or a path or query value that does not fit its field.
+    /// A malformed request: a body that is not a JSON object, undecodable input.
     #[error("{0}")]
     BadRequest(String),
+    /// A value that does not fit its field (in the body, a stream message, the path or the
+    /// query); carried to clients as a google.rpc.BadRequest field violation.
+    #[error("invalid request: {0}")]
+    InvalidMessage(crate::json::JsonError),
     /// The request body is larger than the configured limit.
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -54,6 +58,7 @@ impl GatewayError {
             GatewayError::NoRoute { .. } => Code::NotFound,
             GatewayError::MethodNotAllowed { .. } => Code::Unimplemented,
             GatewayError::BadRequest(_)
+            | GatewayError::InvalidMessage(_)
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::HeadersTooLarge { .. }
             | GatewayError::UnsupportedMediaType(_) => Code::InvalidArgument,
@@ -70,7 +75,7 @@ impl GatewayError {
         match self {
             GatewayError::NoRoute { .. } => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadRequest(_) | GatewayError::InvalidMessage(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -84,6 +89,14 @@ impl GatewayError {
     pub fn to_json(&self, pool: &DescriptorPool) -> serde_json::Value {
         match self {
             GatewayError::Grpc(s) => status_json(s.code(), s.message(), s.details(), pool),
+            GatewayError::InvalidMessage(e) if !e.field.is_empty() => {
+                let mut body = status_json(self.code(), &self.to_string(), &[], pool);
+                body["details"] = serde_json::json!([{
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [{"field": e.field, "description": e.description}],
+                }]);
+                body
+            }
             other => status_json(other.code(), &other.to_string(), &[], pool),
         }
     }

@@ -7,7 +7,9 @@
 //! - [`routes`]: the route table — which binding serves a method and path, or 404/405;
 //! - [`bind`]: path variables, query string and body into the request JSON, typed by descriptor;
 //! - [`metadata`]: headers to gRPC metadata and back, `Grpc-Timeout`;
-//! - [`invoke`]: the [`invoke::Invoker`] interface and its typed (compiled-in) implementation;
+//! - [`descriptor`]: what the runtime knows of the well-known types, in one place;
+//! - [`json`]: the one proto3 JSON mapping, both ways, for messages known from descriptors;
+//! - [`call`]: gRPC calls with messages as wire bytes, every call kind;
 //! - [`status`]: gRPC code to HTTP status, and the google.rpc.Status body with details;
 //! - [`error`]: the one error type, turned into a response in one place;
 //! - [`transcode`]: one request from route to response;
@@ -16,17 +18,16 @@
 //! - [`forwarded`]: `X-Forwarded-*` and `Forwarded`, trusting only configured proxies;
 //! - [`connections`]: accepts client connections, with their limits and timeouts;
 //! - [`server`]: the axum application and how it is run.
-//!
-//! Generated, kept apart: [`glue`] registers a typed invoker for every compiled RPC.
 
 pub mod bind;
+pub mod call;
 pub mod config;
 pub mod connections;
+pub mod descriptor;
 pub mod error;
 pub mod forwarded;
-pub mod glue;
 pub mod hygiene;
-pub mod invoke;
+pub mod json;
 pub mod metadata;
 pub mod openapi;
 pub mod routes;

@@ -122,7 +122,7 @@ impl<'a> Schemas<'a> {
                 "required": ["@type"],
                 "additionalProperties": true
             }),
-            _ if crate::bind::is_scalar_wrapper(m) => {
+            _ if crate::descriptor::is_scalar_wrapper(m) => {
                 // Wrappers are the plain value or null.
                 let inner = m.get_field_by_name("value").expect("wrappers have a value");
                 let mut s = self.kind(&inner.kind());
@@ -225,7 +225,7 @@ fn queryable(f: &FieldDescriptor) -> bool {
     match f.kind() {
         Kind::Message(m) => {
             f.is_map()
-                || crate::bind::is_scalar_wrapper(&m)
+                || crate::descriptor::is_scalar_wrapper(&m)
                 || matches!(
                     m.full_name(),
                     "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask"
@@ -258,7 +258,7 @@ fn query_params(
             Kind::Message(m)
                 if !f.is_map()
                     && !f.is_list()
-                    && !crate::bind::is_scalar_wrapper(&m)
+                    && !crate::descriptor::is_scalar_wrapper(&m)
                     && !m.full_name().starts_with("google.protobuf.") =>
             {
                 // Bounded, since messages may nest recursively.

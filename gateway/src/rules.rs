@@ -116,6 +116,10 @@ pub struct Binding {
     pub path_fields: Vec<Vec<FieldDescriptor>>,
     /// The raw-bytes mapping, if the method has one.
     pub raw: Option<RawSpec>,
+    /// The gRPC path, `/package.Service/Method`.
+    pub grpc_path: http::uri::PathAndQuery,
+    /// The JSON name of the `response_body` field, if any.
+    pub response_json: Option<String>,
 }
 
 impl Binding {
@@ -201,7 +205,7 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
             }
             match field.kind() {
                 Kind::Message(m) if !last => msg = m,
-                Kind::Message(m) if !crate::bind::is_scalar_wrapper(&m) => {
+                Kind::Message(m) if !crate::descriptor::is_scalar_wrapper(&m) => {
                     return Err(invalid(method, format!("path variable {:?} is a message", var.field())));
                 }
                 _ if !last => {
@@ -232,7 +236,13 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
         ),
     };
     let raw = raw_spec(method)?;
+    let grpc_path = format!("/{}/{}", method.parent_service().full_name(), method.name())
+        .parse()
+        .map_err(|_| invalid(method, "the method's name is not a valid gRPC path"))?;
+    let response_json = response_body.as_ref().map(|f| f.json_name().to_owned());
     Ok(Binding {
+        grpc_path,
+        response_json,
         method: method.clone(),
         raw,
         kind: CallKind::of(method),

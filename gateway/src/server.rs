@@ -23,12 +23,7 @@ pub fn gateway(config: &Config) -> anyhow::Result<Gateway> {
         max_body_size: config.max_body_size,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    Ok(Gateway::new(
-        pool,
-        crate::glue::typed_registry(),
-        crate::upstream::Upstream::new(&config.backend, config.upstream_options())?,
-        options,
-    )?)
+    Ok(Gateway::new(pool, crate::upstream::Upstream::new(&config.backend, config.upstream_options())?, options)?)
 }
 
 /// How the reference API describes itself in its OpenAPI document.

@@ -5,8 +5,8 @@
 //! one write, and the body is polled only as fast as the client reads, so a slow reader slows
 //! the backend stream (HTTP/2 flow control) instead of filling memory.
 
+use crate::call::StreamItem;
 use crate::error::GatewayError;
-use crate::invoke::StreamItem;
 use crate::metadata::{TRAILER_PREFIX, prefixed_headers};
 use crate::status::status_json;
 use crate::wire::EncodedMessage;

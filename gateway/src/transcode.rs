@@ -2,11 +2,10 @@
 //! place ([`Gateway::handle`]) where any error becomes a Status response.
 
 use crate::bind::{build_request, url_values};
+use crate::call::{CallMeta, Reply, StreamItem};
 use crate::connections::ClientInfo;
 use crate::error::GatewayError;
 use crate::forwarded::forwarding_headers;
-use crate::invoke::{CallMeta, InvokeError, Invoker, Registry};
-use crate::invoke::{Output, StreamItem, UnaryOutput};
 use crate::metadata::{REQUEST_ID, deadline, request_id, request_metadata, response_headers};
 use crate::routes::RouteTable;
 use crate::rules::{Binding, CallKind, RuleError, load_bindings};
@@ -15,7 +14,7 @@ use crate::streaming::{
     response_format,
 };
 use crate::upstream::Upstream;
-use crate::wire::{EncodedMessage, RawEncoder, StreamContext};
+use crate::wire::{EncodedMessage, RawEncoder, StreamContext, extract_field};
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::extract::ws::WebSocketUpgrade;
@@ -26,7 +25,8 @@ use futures::stream::BoxStream;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use prost_reflect::DescriptorPool;
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, MessageDescriptor};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,8 +34,6 @@ use std::time::{Duration, Instant};
 pub struct Gateway {
     /// The annotated routes.
     routes: RouteTable,
-    /// How to call each method.
-    registry: Registry,
     /// The backend connection (HTTP/2, multiplexed, reconnecting).
     upstream: Upstream,
     /// Descriptors: request typing, and rendering error details.
@@ -55,28 +53,26 @@ pub struct Options {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
-/// Why a gateway cannot be built from its descriptors and invokers.
+/// Why a gateway cannot be built from its descriptors.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
     Rules(#[from] RuleError),
-    #[error("no invoker for annotated method {0}")]
-    NoInvoker(String),
+}
+
+/// Prints one response message of `output` as JSON (or only its field `json_field`), as the
+/// item of a response stream.
+fn json_item(output: MessageDescriptor, json_field: Option<String>) -> impl Fn(Bytes) -> Result<Bytes, tonic::Status> {
+    move |wire| {
+        crate::json::print_wire(&output, &wire, json_field.as_deref()).map(Bytes::from).map_err(tonic::Status::internal)
+    }
 }
 
 impl Gateway {
-    /// Routes every annotated method of `pool`; each must have an invoker in `registry`.
-    pub fn new(
-        pool: DescriptorPool,
-        registry: Registry,
-        upstream: Upstream,
-        options: Options,
-    ) -> Result<Self, SetupError> {
+    /// Routes every annotated method of `pool` to `upstream`.
+    pub fn new(pool: DescriptorPool, upstream: Upstream, options: Options) -> Result<Self, SetupError> {
         let bindings = load_bindings(&pool)?;
-        if let Some(b) = bindings.iter().find(|b| registry.get(b.full_method()).is_none()) {
-            return Err(SetupError::NoInvoker(b.full_method().to_owned()));
-        }
-        Ok(Gateway { routes: RouteTable::new(bindings), registry, upstream, pool, options })
+        Ok(Gateway { routes: RouteTable::new(bindings), upstream, pool, options })
     }
 
     /// The descriptors the gateway works from.
@@ -111,30 +107,34 @@ impl Gateway {
     async fn transcode(&self, req: Request<Body>, rid: &HeaderValue) -> Result<Response, GatewayError> {
         let (parts, body) = req.into_parts();
         let (binding, captures) = self.routes.find(&parts.method, parts.uri.path())?;
-        let invoker =
-            self.registry.get(binding.full_method()).expect("every binding has an invoker (checked in Gateway::new)");
         match binding.kind {
             CallKind::Unary => {
                 let body = match binding.body {
                     crate::rules::BodySpec::None => None,
                     _ => read_json_body(&parts.headers, body, self.options.max_body_size).await?,
                 };
-                let request = build_request(&binding, captures, parts.uri.query(), body)?;
-                self.unary(&binding, invoker, &parts, rid, request).await
+                let request = self.encode(&binding, build_request(&binding, captures, parts.uri.query(), body)?)?;
+                self.unary(&binding, &parts, rid, request).await
             }
             CallKind::ServerStreaming => {
-                let request = build_request(&binding, captures, parts.uri.query(), None)?;
-                self.server_stream(&binding, invoker, &parts, rid, request).await
+                let request = self.encode(&binding, build_request(&binding, captures, parts.uri.query(), None)?)?;
+                self.server_stream(&binding, &parts, rid, request).await
             }
             CallKind::ClientStreaming => {
                 let fixed = url_values(&binding, captures, parts.uri.query())?;
-                self.client_stream(&binding, invoker, &parts, rid, body, fixed).await
+                self.client_stream(&binding, &parts, rid, body, fixed).await
             }
             CallKind::Bidi => {
                 let fixed = url_values(&binding, captures, parts.uri.query())?;
-                self.bidi(&binding, invoker, parts, rid, fixed).await
+                self.bidi(binding, parts, rid, fixed).await
             }
         }
+    }
+
+    /// The request message from its JSON, encoded for the wire.
+    fn encode(&self, binding: &Binding, request: serde_json::Value) -> Result<Bytes, GatewayError> {
+        let msg = crate::json::from_value(&binding.method.input(), request).map_err(GatewayError::InvalidMessage)?;
+        Ok(Bytes::from(msg.encode_to_vec()))
     }
 
     /// The call's metadata, with the forwarding headers when the client's address is known.
@@ -146,42 +146,59 @@ impl Gateway {
         request_metadata(&parts.headers, rid, &forwarded)
     }
 
+    /// A unary answer as JSON, with the call's metadata as headers.
+    fn reply(&self, binding: &Binding, reply: Reply) -> Result<Response, GatewayError> {
+        let json = crate::json::print_wire(&binding.method.output(), &reply.message, binding.response_json.as_deref())
+            .map_err(GatewayError::ResponseEncoding)?;
+        Ok(json_response(json, &reply.metadata))
+    }
+
     async fn unary(
         &self,
         binding: &Binding,
-        invoker: Arc<dyn Invoker>,
         parts: &Parts,
         rid: &HeaderValue,
-        request: serde_json::Value,
+        request: Bytes,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, self.options.unary_timeout)?;
         let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
-        let field = binding.response_body.as_ref().map(|f| f.json_name().to_owned());
-        let call = invoker.unary(self.upstream.clone(), meta, request, field);
-        Ok(json_response(within(timeout, Instant::now(), async { call.await.map_err(invoke_error) }).await?))
+        let call = crate::call::unary(&self.upstream, binding.grpc_path.clone(), meta, request);
+        let reply = within(timeout, Instant::now(), async { call.await.map_err(GatewayError::Grpc) }).await?;
+        self.reply(binding, reply)
     }
 
     /// Server streaming: NDJSON, SSE or raw bytes, written as messages arrive.
     async fn server_stream(
         &self,
         binding: &Binding,
-        invoker: Arc<dyn Invoker>,
         parts: &Parts,
         rid: &HeaderValue,
-        request: serde_json::Value,
+        request: Bytes,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, None)?;
         let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
         let format = response_format(&parts.headers, binding.raw.is_some());
-        let output = match (format, &binding.raw) {
-            (ResponseFormat::Raw, Some(raw)) => Output::RawField(raw.bytes_field.number()),
-            _ => Output::Json(binding.response_body.as_ref().map(|f| f.json_name().to_owned())),
-        };
         let started = Instant::now();
-        let call = invoker.server_streaming(self.upstream.clone(), meta, request, output);
+        let path = binding.grpc_path.clone();
         // The headers come back before the first message; a call that fails before that gets
         // the status table's HTTP status.
-        let reply = within(timeout, started, async { call.await.map_err(invoke_error) }).await?;
+        let reply = within(timeout, started, async {
+            let call = match (format, &binding.raw) {
+                (ResponseFormat::Raw, Some(raw)) => {
+                    let number = raw.bytes_field.number();
+                    let raw = move |b: Bytes| {
+                        extract_field(&b, number).ok_or_else(|| tonic::Status::internal("undecodable response message"))
+                    };
+                    crate::call::server_streaming(&self.upstream, path, meta, request, raw).await
+                }
+                _ => {
+                    let convert = json_item(binding.method.output(), binding.response_json.clone());
+                    crate::call::server_streaming(&self.upstream, path, meta, request, convert).await
+                }
+            };
+            call.map_err(GatewayError::Grpc)
+        })
+        .await?;
         let messages = match timeout {
             Some(t) => with_deadline(reply.messages, started + t),
             None => reply.messages,
@@ -207,7 +224,6 @@ impl Gateway {
     async fn client_stream(
         &self,
         binding: &Binding,
-        invoker: Arc<dyn Invoker>,
         parts: &Parts,
         rid: &HeaderValue,
         body: Body,
@@ -231,24 +247,22 @@ impl Gateway {
                 }
             };
         let (requests, mut bad_input) = guard_input(messages);
-        let field = binding.response_body.as_ref().map(|f| f.json_name().to_owned());
-        let call = invoker.client_streaming(self.upstream.clone(), meta, requests, field);
-        let out = within(timeout, Instant::now(), async {
+        let call = crate::call::client_streaming(&self.upstream, binding.grpc_path.clone(), meta, requests);
+        let reply = within(timeout, Instant::now(), async {
             tokio::select! {
-                r = call => r.map_err(invoke_error),
+                r = call => r.map_err(GatewayError::Grpc),
                 // A bad message: dropping the call cancels it, so the backend keeps nothing.
                 Ok(e) = &mut bad_input => Err(e),
             }
         })
         .await?;
-        Ok(json_response(out))
+        self.reply(binding, reply)
     }
 
     /// Bidirectional: a WebSocket upgrade of the annotated route.
     async fn bidi(
         &self,
-        binding: &Binding,
-        invoker: Arc<dyn Invoker>,
+        binding: Arc<Binding>,
         mut parts: Parts,
         rid: &HeaderValue,
         fixed: serde_json::Value,
@@ -261,8 +275,15 @@ impl Gateway {
         })?;
         let ctx = StreamContext::new(binding.method.input(), binding.body.clone(), fixed)?;
         let meta = CallMeta { metadata: self.metadata(&parts, rid)?, timeout: None };
-        let (upstream, pool) = (self.upstream.clone(), self.pool.clone());
-        let limit = self.options.max_body_size;
+        let call = crate::websocket::Call {
+            upstream: self.upstream.clone(),
+            path: binding.grpc_path.clone(),
+            convert: Box::new(json_item(binding.method.output(), None)),
+            meta,
+            ctx,
+            pool: self.pool.clone(),
+            limit: self.options.max_body_size,
+        };
         // The socket reads messages up to twice the limit whole, so that one over the limit is
         // answered with a 1009 close the client can read: refused mid-frame, the unread rest
         // would make the close a TCP reset. Beyond twice the limit the socket refuses it itself.
@@ -270,16 +291,7 @@ impl Gateway {
         Ok(ws
             .max_message_size(socket_limit)
             .max_frame_size(socket_limit)
-            .on_upgrade(move |socket| crate::websocket::run(socket, invoker, upstream, meta, ctx, pool, limit)))
-    }
-}
-
-/// Maps an invocation error to the gateway's error type.
-pub fn invoke_error(e: InvokeError) -> GatewayError {
-    match e {
-        InvokeError::Request(m) => GatewayError::BadRequest(m),
-        InvokeError::Status(s) => GatewayError::Grpc(s),
-        InvokeError::Response(m) => GatewayError::ResponseEncoding(m),
+            .on_upgrade(move |socket| crate::websocket::run(socket, call)))
     }
 }
 
@@ -332,11 +344,11 @@ fn with_deadline(
 }
 
 /// A 200 JSON response with the call's metadata as headers.
-fn json_response(out: UnaryOutput) -> Response {
-    let mut resp = Response::new(Body::from(out.json));
+fn json_response(json: Vec<u8>, metadata: &tonic::metadata::MetadataMap) -> Response {
+    let mut resp = Response::new(Body::from(json));
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response_headers(&out.metadata, resp.headers_mut());
+    response_headers(metadata, resp.headers_mut());
     resp
 }
 
@@ -367,7 +379,7 @@ pub async fn read_json_body(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))
+    crate::json::parse_value(&bytes).map(Some).map_err(GatewayError::InvalidMessage)
 }
 
 /// Reads a whole body, refusing more than `limit` bytes (early, when Content-Length says so).

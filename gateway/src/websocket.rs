@@ -5,16 +5,17 @@
 //! Inbound frames are read by their own task so that a backend waiting for the client to read
 //! never blocks the client's messages from reaching it, and the other way round.
 
+use crate::call::{CallMeta, StreamItem};
 use crate::error::GatewayError;
-use crate::invoke::{CallMeta, Invoker, Output, StreamItem};
 use crate::status::status_json;
 use crate::upstream::Upstream;
 use crate::wire::{EncodedMessage, StreamContext};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use bytes::Bytes;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
+use http::uri::PathAndQuery;
 use prost_reflect::DescriptorPool;
-use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -106,24 +107,34 @@ async fn finish(sink: &mut SplitSink<WebSocket, Message>) {
     let _ = sink.send(Message::Close(Some(close))).await;
 }
 
+/// Everything one bidirectional call over a socket needs.
+pub struct Call {
+    /// Where the call goes.
+    pub upstream: Upstream,
+    /// The gRPC method path.
+    pub path: PathAndQuery,
+    /// Turns a response message's wire bytes into the JSON frame sent.
+    pub convert: Box<dyn Fn(Bytes) -> Result<Bytes, tonic::Status> + Send + Sync>,
+    /// Request metadata.
+    pub meta: CallMeta,
+    /// Encodes inbound frames, with the URL's fixed values.
+    pub ctx: StreamContext,
+    /// Descriptors for error details.
+    pub pool: DescriptorPool,
+    /// The largest inbound frame.
+    pub limit: usize,
+}
+
 /// Runs one bidirectional call over an upgraded socket until either side ends it.
-pub async fn run(
-    socket: WebSocket,
-    invoker: Arc<dyn Invoker>,
-    upstream: Upstream,
-    meta: CallMeta,
-    ctx: StreamContext,
-    pool: DescriptorPool,
-    limit: usize,
-) {
+pub async fn run(socket: WebSocket, call: Call) {
+    let Call { upstream, path, convert, meta, ctx, pool, limit } = call;
     let (mut sink, source) = socket.split();
     let (to_backend, requests) = mpsc::channel(INBOUND_QUEUE);
     let (end_tx, mut end_rx) = oneshot::channel();
     let reader = tokio::spawn(async move {
         let _ = end_tx.send(read_inbound(source, ctx, to_backend, limit).await);
     });
-    let gateway_error = |e: GatewayError| e.to_json(&pool);
-    let call = invoker.bidi_streaming(upstream, meta, ReceiverStream::new(requests).boxed(), Output::Json(None));
+    let call = crate::call::bidi_streaming(&upstream, path, meta, ReceiverStream::new(requests).boxed(), convert);
     let reply = tokio::select! {
         r = call => r,
         end = &mut end_rx => {
@@ -134,8 +145,8 @@ pub async fn run(
     };
     let mut messages = match reply {
         Ok(reply) => reply.messages,
-        Err(e) => {
-            fail(&mut sink, gateway_error(crate::transcode::invoke_error(e))).await;
+        Err(status) => {
+            fail(&mut sink, GatewayError::Grpc(status).to_json(&pool)).await;
             reader.abort();
             return;
         }

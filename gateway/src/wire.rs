@@ -7,7 +7,7 @@ use crate::rules::BodySpec;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message as _;
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, encode_key, encode_varint, skip_field};
-use prost_reflect::{DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value as PValue};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value as PValue};
 use serde_json::{Map, Value};
 
 /// One encoded message as a list of pieces written back to back, so a large bytes field is
@@ -73,10 +73,7 @@ fn bad(msg: impl Into<String>) -> GatewayError {
 }
 
 fn deserialize(desc: &MessageDescriptor, value: Value) -> Result<DynamicMessage, GatewayError> {
-    // Unknown fields are ignored, as for unary calls.
-    let options = DeserializeOptions::new().deny_unknown_fields(false);
-    DynamicMessage::deserialize_with_options(desc.clone(), value, &options)
-        .map_err(|e| bad(format!("invalid message: {e}")))
+    crate::json::from_value(desc, value).map_err(GatewayError::InvalidMessage)
 }
 
 /// Copies every field `fixed` sets into `msg` where `msg` leaves it unset; a different value
@@ -112,7 +109,7 @@ impl StreamContext {
 
     /// Encodes one streamed JSON message (a line of NDJSON, a WebSocket frame).
     pub fn encode_json(&self, text: &[u8]) -> Result<EncodedMessage, GatewayError> {
-        let value: Value = serde_json::from_slice(text).map_err(|e| bad(format!("invalid JSON message: {e}")))?;
+        let value = crate::json::parse_value(text).map_err(GatewayError::InvalidMessage)?;
         let obj = match (&self.body, value) {
             (BodySpec::Field(f), v) => Map::from_iter([(f.json_name().to_owned(), v)]),
             (_, Value::Object(o)) => o,

@@ -1,0 +1,231 @@
+//! The one proto3 JSON mapping, both ways, for every message the gateway handles: unary bodies
+//! and responses, each NDJSON line and SSE event, each WebSocket frame, and path and query
+//! values. Messages are known from descriptors only (prost-reflect's serde support, which runs
+//! the protobuf conformance suite), so a service loaded at run time maps exactly like a
+//! compiled-in one.
+//!
+//! Two rules prost-reflect leaves to its caller are kept here: a field given twice (the same
+//! spelling twice, or its proto name and its JSON name) is refused, and errors name the field
+//! they are about (`items[0].price`), so a 400 can carry google.rpc.BadRequest field violations.
+
+use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::fmt;
+
+/// Why a JSON message does not fit its descriptor: the offending field (as a JSON path, empty
+/// for the whole message) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    pub field: String,
+    pub description: String,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.description)
+        } else {
+            write!(f, "{}: {}", self.field, self.description)
+        }
+    }
+}
+
+impl JsonError {
+    fn whole(description: impl Into<String>) -> Self {
+        JsonError { field: String::new(), description: description.into() }
+    }
+}
+
+/// Unknown fields are ignored (as grpc-gateway does), which also leaves an unknown enum name
+/// unset rather than refusing it.
+const PARSE: DeserializeOptions = DeserializeOptions::new().deny_unknown_fields(false);
+/// Canonical output: lowerCamelCase names, 64-bit integers as strings, enums by name, fields
+/// without presence printed even when they hold their default (a stable shape for clients);
+/// unset message and `optional` fields are left out.
+const PRINT: SerializeOptions = SerializeOptions::new().skip_default_fields(false);
+
+/// Parses JSON text into a JSON value, refusing duplicate keys in any object.
+pub fn parse_value(text: &[u8]) -> Result<Value, JsonError> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let value = Strict::deserialize(&mut de).map_err(|e| JsonError::whole(format!("invalid JSON: {e}")))?;
+    de.end().map_err(|e| JsonError::whole(format!("invalid JSON: {e}")))?;
+    Ok(value.0)
+}
+
+/// Parses one JSON message (a body, a line, a frame) into `desc`.
+pub fn parse_message(desc: &MessageDescriptor, text: &[u8]) -> Result<DynamicMessage, JsonError> {
+    let value = parse_value(text)?;
+    if !value.is_object() {
+        return Err(JsonError::whole(format!("expected a JSON object for {}, got {}", desc.name(), kind_of(&value))));
+    }
+    from_value(desc, value)
+}
+
+/// Turns a JSON value (already free of duplicate keys) into `desc`.
+pub fn from_value(desc: &MessageDescriptor, value: Value) -> Result<DynamicMessage, JsonError> {
+    check_spellings(desc, &value, &mut String::new())?;
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(value, &mut track);
+    DynamicMessage::deserialize_with_options(desc.clone(), de, &PARSE).map_err(|e| {
+        let path = track.path().to_string();
+        JsonError { field: if path == "." { String::new() } else { path }, description: e.to_string() }
+    })
+}
+
+/// Prints a message canonically.
+pub fn print_message(msg: &DynamicMessage) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    msg.serialize_with_options(&mut ser, &PRINT).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Decodes a message from the wire and prints it canonically, or only its field `json_field`
+/// (a `response_body`).
+pub fn print_wire(desc: &MessageDescriptor, wire: &[u8], json_field: Option<&str>) -> Result<Vec<u8>, String> {
+    let msg = DynamicMessage::decode(desc.clone(), wire).map_err(|e| format!("undecodable response message: {e}"))?;
+    match json_field {
+        None => print_message(&msg),
+        Some(name) => {
+            let mut whole: Value =
+                msg.serialize_with_options(serde_json::value::Serializer, &PRINT).map_err(|e| e.to_string())?;
+            let part = whole.get_mut(name).map(Value::take).unwrap_or(Value::Null);
+            serde_json::to_vec(&part).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Refuses a field given under both its names (`user_id` and `userId`) in one object, at any
+/// depth of ordinary messages.
+fn check_spellings(desc: &MessageDescriptor, value: &Value, path: &mut String) -> Result<(), JsonError> {
+    let Value::Object(obj) = value else { return Ok(()) };
+    if crate::descriptor::is_special_wkt(desc) {
+        return Ok(());
+    }
+    let mut seen: Vec<u32> = Vec::with_capacity(obj.len());
+    for (key, v) in obj {
+        let Some(field) = desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)) else {
+            continue;
+        };
+        if seen.contains(&field.number()) {
+            let name = join(path, field.json_name());
+            return Err(JsonError { field: name, description: "the field is given twice".into() });
+        }
+        seen.push(field.number());
+        let len = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(field.json_name());
+        let result = match (field.kind(), v) {
+            (prost_reflect::Kind::Message(m), Value::Object(_)) if field.is_map() => {
+                let value_kind = m.map_entry_value_field().kind();
+                match value_kind.as_message() {
+                    Some(inner) => {
+                        v.as_object().into_iter().flatten().try_for_each(|(_, item)| check_spellings(inner, item, path))
+                    }
+                    None => Ok(()),
+                }
+            }
+            (prost_reflect::Kind::Message(m), Value::Array(items)) if field.is_list() => {
+                items.iter().try_for_each(|item| check_spellings(&m, item, path))
+            }
+            (prost_reflect::Kind::Message(m), Value::Object(_)) => check_spellings(&m, v, path),
+            _ => Ok(()),
+        };
+        path.truncate(len);
+        result?;
+    }
+    Ok(())
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }
+}
+
+/// A JSON value whose objects have no duplicate keys.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(Value::Number(v.into())))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(Value::Number(v.into())))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Strict, E> {
+        Number::from_f64(v).map(|n| Strict(Value::Number(n))).ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+
+    fn visit_none<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Strict, D::Error> {
+        Strict::deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Strict(Value::Array(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut obj = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if obj.contains_key(&key) {
+                return Err(de::Error::custom(format!("the field {key:?} is given twice")));
+            }
+            let Strict(v) = map.next_value()?;
+            obj.insert(key, v);
+        }
+        Ok(Strict(Value::Object(obj)))
+    }
+}
