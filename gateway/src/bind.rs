@@ -42,9 +42,9 @@ pub fn field_by_any_name(msg: &MessageDescriptor, name: &str) -> Option<FieldDes
 pub fn text_to_json(kind: &Kind, text: &str) -> Result<Value, String> {
     match unwrapped(kind) {
         Kind::Bool => match text {
-            "true" | "True" | "TRUE" | "t" | "T" | "1" => Ok(Value::Bool(true)),
-            "false" | "False" | "FALSE" | "f" | "F" | "0" => Ok(Value::Bool(false)),
-            _ => Err(format!("{text:?} is not a boolean")),
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(format!("{text:?} is not a boolean (true or false)")),
         },
         Kind::Enum(_) => Ok(text.parse::<i32>().map(Value::from).unwrap_or_else(|_| Value::String(text.to_owned()))),
         Kind::Message(m) if is_string_wkt(&m) => Ok(Value::String(text.to_owned())),
@@ -52,6 +52,9 @@ pub fn text_to_json(kind: &Kind, text: &str) -> Result<Value, String> {
             Err(format!("is a {} message; bind its fields one by one (field.subfield=value)", m.full_name()))
         }
         Kind::String | Kind::Bytes => Ok(Value::String(text.to_owned())),
+        // An integer stays text, which the mapping parses exactly (as a JSON number it would
+        // become a float, and lose range checks beyond 2^53); `1e2` or `1.0` becomes a number.
+        _ if text.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) => Ok(Value::String(text.to_owned())),
         _ => Ok(serde_json::from_str::<serde_json::Number>(text)
             .map(Value::Number)
             .unwrap_or_else(|_| Value::String(text.to_owned()))),

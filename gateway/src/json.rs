@@ -4,14 +4,20 @@
 //! the protobuf conformance suite), so a service loaded at run time maps exactly like a
 //! compiled-in one.
 //!
-//! Two rules prost-reflect leaves to its caller are kept here: a field given twice (the same
-//! spelling twice, or its proto name and its JSON name) is refused, and errors name the field
-//! they are about (`items[0].price`), so a 400 can carry google.rpc.BadRequest field violations.
+//! What prost-reflect leaves to its caller is done here: a field given twice (the same spelling
+//! twice, or its proto name and its JSON name) is refused; a float string that overflows is
+//! refused; unknown fields inside `Empty` are ignored; NaN and the infinities in float wrappers
+//! print as strings; and errors name the field they are about (`items[0].price`), so a 400 can
+//! carry google.rpc.BadRequest field violations.
 
-use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
+use prost_reflect::{
+    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, SerializeOptions,
+};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{LazyLock, RwLock};
 
 /// Why a JSON message does not fit its descriptor: the offending field (as a JSON path, empty
 /// for the whole message) and what is wrong.
@@ -63,8 +69,8 @@ pub fn parse_message(desc: &MessageDescriptor, text: &[u8]) -> Result<DynamicMes
 }
 
 /// Turns a JSON value (already free of duplicate keys) into `desc`.
-pub fn from_value(desc: &MessageDescriptor, value: Value) -> Result<DynamicMessage, JsonError> {
-    check_spellings(desc, &value, &mut String::new())?;
+pub fn from_value(desc: &MessageDescriptor, mut value: Value) -> Result<DynamicMessage, JsonError> {
+    prepare(desc, &mut value, &mut String::new())?;
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(value, &mut track);
     DynamicMessage::deserialize_with_options(desc.clone(), de, &PARSE).map_err(|e| {
@@ -75,6 +81,11 @@ pub fn from_value(desc: &MessageDescriptor, value: Value) -> Result<DynamicMessa
 
 /// Prints a message canonically.
 pub fn print_message(msg: &DynamicMessage) -> Result<Vec<u8>, String> {
+    if has_float_wrappers(&msg.descriptor()) {
+        let mut value = msg.serialize_with_options(serde_json::value::Serializer, &PRINT).map_err(|e| e.to_string())?;
+        fix_float_wrappers(msg, &mut value);
+        return serde_json::to_vec(&value).map_err(|e| e.to_string());
+    }
     let mut out = Vec::with_capacity(256);
     let mut ser = serde_json::Serializer::new(&mut out);
     msg.serialize_with_options(&mut ser, &PRINT).map_err(|e| e.to_string())?;
@@ -107,15 +118,22 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-/// Refuses a field given under both its names (`user_id` and `userId`) in one object, at any
-/// depth of ordinary messages.
-fn check_spellings(desc: &MessageDescriptor, value: &Value, path: &mut String) -> Result<(), JsonError> {
+/// Readies a JSON value for prost-reflect, doing what the mapping requires and prost-reflect
+/// leaves out: a field given under both its names (`user_id` and `userId`) is refused; a
+/// float given as a string that overflows is refused (rather than becoming Infinity); unknown
+/// fields inside `google.protobuf.Empty` are dropped like unknown fields anywhere else.
+fn prepare(desc: &MessageDescriptor, value: &mut Value, path: &mut String) -> Result<(), JsonError> {
     let Value::Object(obj) = value else { return Ok(()) };
-    if crate::descriptor::is_special_wkt(desc) {
-        return Ok(());
+    match desc.full_name() {
+        "google.protobuf.Empty" => {
+            obj.clear();
+            return Ok(());
+        }
+        _ if crate::descriptor::is_special_wkt(desc) => return Ok(()),
+        _ => {}
     }
     let mut seen: Vec<u32> = Vec::with_capacity(obj.len());
-    for (key, v) in obj {
+    for (key, v) in obj.iter_mut() {
         let Some(field) = desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)) else {
             continue;
         };
@@ -129,26 +147,149 @@ fn check_spellings(desc: &MessageDescriptor, value: &Value, path: &mut String) -
             path.push('.');
         }
         path.push_str(field.json_name());
-        let result = match (field.kind(), v) {
-            (prost_reflect::Kind::Message(m), Value::Object(_)) if field.is_map() => {
-                let value_kind = m.map_entry_value_field().kind();
-                match value_kind.as_message() {
-                    Some(inner) => {
-                        v.as_object().into_iter().flatten().try_for_each(|(_, item)| check_spellings(inner, item, path))
-                    }
-                    None => Ok(()),
-                }
-            }
-            (prost_reflect::Kind::Message(m), Value::Array(items)) if field.is_list() => {
-                items.iter().try_for_each(|item| check_spellings(&m, item, path))
-            }
-            (prost_reflect::Kind::Message(m), Value::Object(_)) => check_spellings(&m, v, path),
-            _ => Ok(()),
-        };
+        let result = prepare_field(&field, v, path);
         path.truncate(len);
         result?;
     }
     Ok(())
+}
+
+fn prepare_field(field: &FieldDescriptor, v: &mut Value, path: &mut String) -> Result<(), JsonError> {
+    let kind = field.kind();
+    if field.is_map() {
+        let value_kind = kind.as_message().expect("maps are messages").map_entry_value_field().kind();
+        if let Value::Object(entries) = v {
+            for item in entries.values_mut() {
+                prepare_value(&value_kind, item, path)?;
+            }
+        }
+        return Ok(());
+    }
+    if field.is_list() {
+        if let Value::Array(items) = v {
+            for item in items {
+                prepare_value(&kind, item, path)?;
+            }
+        }
+        return Ok(());
+    }
+    prepare_value(&kind, v, path)
+}
+
+fn prepare_value(kind: &Kind, v: &mut Value, path: &mut String) -> Result<(), JsonError> {
+    match (crate::descriptor::unwrapped(kind), &*v) {
+        (Kind::Double | Kind::Float, Value::String(s)) => {
+            let overflows = !matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity")
+                && s.trim().parse::<f64>().is_ok_and(|f| f.is_infinite());
+            if overflows {
+                return Err(JsonError { field: path.clone(), description: format!("{s} is out of range") });
+            }
+            Ok(())
+        }
+        (_, Value::Object(_)) => match kind {
+            Kind::Message(m) => prepare(m, v, path),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Whether messages of `desc` can hold a FloatValue or DoubleValue wrapper (at any depth),
+/// whose NaN and infinities prost-reflect prints as `null`. Cached per message type: most have
+/// none, and their responses take the direct path.
+fn has_float_wrappers(desc: &MessageDescriptor) -> bool {
+    static CACHE: LazyLock<RwLock<HashMap<String, bool>>> = LazyLock::new(RwLock::default);
+    if let Some(known) = CACHE.read().expect("cache lock").get(desc.full_name()) {
+        return *known;
+    }
+    fn walk(desc: &MessageDescriptor, seen: &mut Vec<String>) -> bool {
+        if seen.iter().any(|s| s == desc.full_name()) {
+            return false;
+        }
+        seen.push(desc.full_name().to_owned());
+        desc.fields().any(|f| match f.kind() {
+            Kind::Message(m)
+                if matches!(m.full_name(), "google.protobuf.FloatValue" | "google.protobuf.DoubleValue") =>
+            {
+                true
+            }
+            Kind::Message(m) => walk(&m, seen),
+            _ => false,
+        })
+    }
+    let found = walk(desc, &mut Vec::new());
+    CACHE.write().expect("cache lock").insert(desc.full_name().to_owned(), found);
+    found
+}
+
+/// Writes the non-finite values of float wrappers in `msg` into its printed form as the
+/// strings the mapping requires.
+fn fix_float_wrappers(msg: &DynamicMessage, printed: &mut Value) {
+    for (field, value) in msg.fields() {
+        let Some(slot) = printed.get_mut(field.json_name()) else { continue };
+        fix_value(&field.kind(), value, slot);
+    }
+}
+
+fn fix_value(kind: &Kind, value: &prost_reflect::Value, slot: &mut Value) {
+    use prost_reflect::Value as V;
+    match value {
+        V::List(items) => {
+            if let Value::Array(out) = slot {
+                for (item, s) in items.iter().zip(out.iter_mut()) {
+                    fix_value(kind, item, s);
+                }
+            }
+        }
+        V::Map(entries) => {
+            let Kind::Message(entry) = kind else { return };
+            let value_kind = entry.map_entry_value_field().kind();
+            if let Value::Object(out) = slot {
+                for (k, item) in entries {
+                    let key = match k {
+                        prost_reflect::MapKey::String(s) => s.clone(),
+                        other => map_key_text(other),
+                    };
+                    if let Some(s) = out.get_mut(&key) {
+                        fix_value(&value_kind, item, s);
+                    }
+                }
+            }
+        }
+        V::Message(m) => match m.descriptor().full_name() {
+            "google.protobuf.FloatValue" | "google.protobuf.DoubleValue" => {
+                let f = match m.get_field_by_name("value").as_deref() {
+                    Some(V::F32(f)) => f64::from(*f),
+                    Some(V::F64(f)) => *f,
+                    _ => return,
+                };
+                if !f.is_finite() {
+                    let text = if f.is_nan() {
+                        "NaN"
+                    } else if f > 0.0 {
+                        "Infinity"
+                    } else {
+                        "-Infinity"
+                    };
+                    *slot = Value::String(text.into());
+                }
+            }
+            _ => fix_float_wrappers(m, slot),
+        },
+        _ => {}
+    }
+}
+
+fn map_key_text(k: &prost_reflect::MapKey) -> String {
+    use prost_reflect::MapKey as K;
+    match k {
+        K::Bool(b) => b.to_string(),
+        K::I32(n) => n.to_string(),
+        K::I64(n) => n.to_string(),
+        K::U32(n) => n.to_string(),
+        K::U64(n) => n.to_string(),
+        K::String(s) => s.clone(),
+    }
 }
 
 fn join(prefix: &str, name: &str) -> String {

@@ -16,7 +16,11 @@ use tokio::net::TcpListener;
 
 /// The gateway for the compiled-in protos, talking to `config.backend`.
 pub fn gateway(config: &Config) -> anyhow::Result<Gateway> {
-    let pool = DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET)?;
+    gateway_for(DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET)?, config)
+}
+
+/// The gateway for the services of `pool`, talking to `config.backend`.
+pub fn gateway_for(pool: DescriptorPool, config: &Config) -> anyhow::Result<Gateway> {
     let timeout = Some(config.timeout).filter(|t| !t.is_zero());
     let options = crate::transcode::Options {
         unary_timeout: timeout,
@@ -123,8 +127,18 @@ pub async fn run(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let gw = Arc::new(gateway(config)?);
-    let app = router(gw, &config.cors_origins, config.body_read_timeout);
+    serve_gateway(listener, gateway(config)?, config, shutdown).await
+}
+
+/// Serves an already built gateway on `listener` with `config`'s connection settings until
+/// `shutdown`.
+pub async fn serve_gateway(
+    listener: TcpListener,
+    gateway: Gateway,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(Arc::new(gateway), &config.cors_origins, config.body_read_timeout);
     crate::connections::serve(listener, app, config.connection_limits(), shutdown).await?;
     Ok(())
 }
