@@ -133,6 +133,14 @@ async fn deadlines() {
     let sys = System::start().await;
     let expired = send(http().get(sys.url("/api/v1/users")).header("Grpc-Timeout", "0m")).await;
     assert_status(&expired, 504, 4);
+    // A deadline that passes before the call would start never reaches the backend.
+    let create = http()
+        .post(sys.url("/api/v1/users"))
+        .header("Grpc-Timeout", "1n")
+        .json(&serde_json::json!({"name": "Late", "email": "late@example.com"}));
+    assert_status(&send(create).await, 504, 4);
+    let (_, list) = send(http().get(sys.url("/api/v1/users"))).await;
+    assert!(list["users"].as_array().unwrap().is_empty(), "{list}");
     let (status, _) = send(http().get(sys.url("/api/v1/users")).header("Grpc-Timeout", "10S")).await;
     assert_eq!(status, 200);
 }

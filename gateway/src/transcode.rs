@@ -53,6 +53,14 @@ pub struct Options {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+/// When a request arrived.
+#[derive(Debug, Clone, Copy)]
+struct Arrived(Instant);
+
+fn arrival(parts: &Parts) -> Instant {
+    parts.extensions.get::<Arrived>().map_or_else(Instant::now, |a| a.0)
+}
+
 /// Why a gateway cannot be built from its descriptors.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -91,8 +99,10 @@ impl Gateway {
     }
 
     /// Answers one HTTP request. Never fails: errors become google.rpc.Status responses here.
-    pub async fn handle(self: Arc<Self>, req: Request<Body>) -> Response {
+    pub async fn handle(self: Arc<Self>, mut req: Request<Body>) -> Response {
         let rid = request_id(req.headers());
+        // Deadlines count from the request's arrival, not from when the backend is called.
+        req.extensions_mut().insert(Arrived(Instant::now()));
         let mut resp = match self.transcode(req, &rid).await {
             Ok(resp) => resp,
             Err(e) => {
@@ -163,7 +173,7 @@ impl Gateway {
         let timeout = deadline(&parts.headers, self.options.unary_timeout)?;
         let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
         let call = crate::call::unary(&self.upstream, binding.grpc_path.clone(), meta, request);
-        let reply = within(timeout, Instant::now(), async { call.await.map_err(GatewayError::Grpc) }).await?;
+        let reply = within(timeout, arrival(parts), async { call.await.map_err(GatewayError::Grpc) }).await?;
         self.reply(binding, reply)
     }
 
@@ -178,7 +188,7 @@ impl Gateway {
         let timeout = deadline(&parts.headers, None)?;
         let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
         let format = response_format(&parts.headers, binding.raw.is_some());
-        let started = Instant::now();
+        let started = arrival(parts);
         let path = binding.grpc_path.clone();
         // The headers come back before the first message; a call that fails before that gets
         // the status table's HTTP status.
@@ -248,7 +258,7 @@ impl Gateway {
             };
         let (requests, mut bad_input) = guard_input(messages);
         let call = crate::call::client_streaming(&self.upstream, binding.grpc_path.clone(), meta, requests);
-        let reply = within(timeout, Instant::now(), async {
+        let reply = within(timeout, arrival(parts), async {
             tokio::select! {
                 r = call => r.map_err(GatewayError::Grpc),
                 // A bad message: dropping the call cancels it, so the backend keeps nothing.
@@ -306,10 +316,10 @@ async fn within<T>(
     call: impl Future<Output = Result<T, GatewayError>>,
 ) -> Result<T, GatewayError> {
     let Some(t) = timeout else { return call.await };
-    if t.is_zero() {
+    let Some(left) = t.checked_sub(started.elapsed()).filter(|left| !left.is_zero()) else {
         return Err(GatewayError::DeadlineExceeded(t));
-    }
-    match tokio::time::timeout(t, call).await {
+    };
+    match tokio::time::timeout(left, call).await {
         Err(_) => Err(GatewayError::DeadlineExceeded(t)),
         Ok(Err(GatewayError::Grpc(s))) if s.code() == tonic::Code::Cancelled && started.elapsed() >= t => {
             Err(GatewayError::DeadlineExceeded(t))
