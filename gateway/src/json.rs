@@ -99,8 +99,18 @@ pub fn print_wire(desc: &MessageDescriptor, wire: &[u8], json_field: Option<&str
     match json_field {
         None => print_message(&msg),
         Some(name) => {
+            let mut msg = msg;
+            // An unset field prints as its default (`{}` for a message), never as `null`.
+            if let Some(field) = msg.descriptor().get_field_by_json_name(name)
+                && !msg.has_field(&field)
+            {
+                msg.set_field(&field, prost_reflect::Value::default_value_for_field(&field));
+            }
             let mut whole: Value =
                 msg.serialize_with_options(serde_json::value::Serializer, &PRINT).map_err(|e| e.to_string())?;
+            if has_float_wrappers(&msg.descriptor()) {
+                fix_float_wrappers(&msg, &mut whole);
+            }
             let part = whole.get_mut(name).map(Value::take).unwrap_or(Value::Null);
             serde_json::to_vec(&part).map_err(|e| e.to_string())
         }

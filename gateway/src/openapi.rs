@@ -71,9 +71,145 @@ fn with_description(mut schema: Value, description: Option<&str>) -> Value {
     schema
 }
 
+/// `google.api.FieldBehavior` values the document uses.
+const REQUIRED: i32 = 2;
+const OUTPUT_ONLY: i32 = 3;
+
+/// The field annotations the document reads: `google.api.field_behavior` and grpc-gateway's
+/// `openapiv2_field` (a JSON Schema for the field), when the descriptors define them.
+struct Annotations {
+    behavior: Option<prost_reflect::ExtensionDescriptor>,
+    schema: Option<prost_reflect::ExtensionDescriptor>,
+}
+
+impl Annotations {
+    fn new(pool: &DescriptorPool) -> Self {
+        Annotations {
+            behavior: pool.get_extension_by_name("google.api.field_behavior"),
+            schema: pool.get_extension_by_name("grpc.gateway.protoc_gen_openapiv2.options.openapiv2_field"),
+        }
+    }
+
+    fn behavior(&self, f: &FieldDescriptor) -> Vec<i32> {
+        let (Some(ext), options) = (&self.behavior, f.options()) else { return Vec::new() };
+        if !options.has_extension(ext) {
+            return Vec::new();
+        }
+        match options.get_extension(ext).as_ref() {
+            prost_reflect::Value::List(items) => items.iter().filter_map(|v| v.as_enum_number()).collect(),
+            prost_reflect::Value::EnumNumber(n) => vec![*n],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The field's JSON Schema annotation, as the keywords it sets.
+    fn constraints(&self, f: &FieldDescriptor) -> Option<Map<String, Value>> {
+        let ext = self.schema.as_ref()?;
+        let options = f.options();
+        if !options.has_extension(ext) {
+            return None;
+        }
+        let value = options.get_extension(ext);
+        let msg = value.as_message()?;
+        let mut out = Map::new();
+        for (field, v) in msg.fields() {
+            let keyword = match field.name() {
+                "title" | "description" | "pattern" | "format" => field.name().to_owned(),
+                "default" | "example" => field.name().to_owned(),
+                "read_only" => "readOnly".into(),
+                "multiple_of" => "multipleOf".into(),
+                "maximum" | "minimum" => field.name().to_owned(),
+                "exclusive_maximum" => "exclusiveMaximum".into(),
+                "exclusive_minimum" => "exclusiveMinimum".into(),
+                "max_length" => "maxLength".into(),
+                "min_length" => "minLength".into(),
+                "max_items" => "maxItems".into(),
+                "min_items" => "minItems".into(),
+                "unique_items" => "uniqueItems".into(),
+                "enum" => "enum".into(),
+                _ => continue,
+            };
+            let json = match v {
+                prost_reflect::Value::String(s) if matches!(keyword.as_str(), "default" | "example") => {
+                    serde_json::from_str(s).unwrap_or_else(|_| json!(s))
+                }
+                prost_reflect::Value::String(s) => json!(s),
+                prost_reflect::Value::Bool(b) => json!(b),
+                prost_reflect::Value::F64(n) => json!(n),
+                prost_reflect::Value::U64(n) => json!(n),
+                prost_reflect::Value::List(items) => {
+                    Value::Array(items.iter().filter_map(|i| i.as_str().map(|s| json!(s))).collect())
+                }
+                _ => continue,
+            };
+            out.insert(keyword, json);
+        }
+        // OpenAPI 3.1 (JSON Schema 2020-12) gives the exclusive bounds as numbers.
+        for (flag, bound) in [("exclusiveMaximum", "maximum"), ("exclusiveMinimum", "minimum")] {
+            if out.remove(flag) == Some(json!(true))
+                && let Some(n) = out.remove(bound)
+            {
+                out.insert(flag.into(), n);
+            }
+        }
+        Some(out)
+    }
+}
+
+/// A number schema that also admits the strings NaN, Infinity and -Infinity.
+fn non_finite_too(number: Value) -> Value {
+    json!({"anyOf": [number, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]})
+}
+
+/// Adds a keyword to a schema (beside a `$ref` too, which OpenAPI 3.1 allows).
+fn with_keyword(mut schema: Value, key: &str, value: Value) -> Value {
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert(key.into(), value);
+    }
+    schema
+}
+
+/// Applies a field's annotated JSON Schema keywords. Numeric bounds apply to the number itself:
+/// a bounded float admits no NaN or infinities, so its schema becomes the plain number.
+fn constrained(schema: Value, rules: &Map<String, Value>) -> Value {
+    let numeric = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
+    let mut schema = match schema {
+        Value::Object(mut obj) if rules.keys().any(|k| numeric.contains(&k.as_str())) => {
+            // The `anyOf` of a float: keep only its number alternative.
+            if let Some(Value::Array(alts)) = obj.remove("anyOf")
+                && let Some(Value::Object(number)) = alts.into_iter().next()
+            {
+                obj.extend(number);
+            }
+            Value::Object(obj)
+        }
+        other => other,
+    };
+    let Some(obj) = schema.as_object_mut() else { return schema };
+    let list = obj.contains_key("items");
+    for (k, v) in rules {
+        // On a list, the rules of its length stay on the list; the rest are each item's.
+        let on_list = matches!(k.as_str(), "minItems" | "maxItems" | "uniqueItems" | "description" | "title");
+        match obj.get_mut("items") {
+            Some(Value::Object(items)) if list && !on_list => {
+                items.insert(k.clone(), v.clone());
+            }
+            _ => {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    schema
+}
+
 /// Builds schemas, remembering which named ones the document needs.
 struct Schemas<'a> {
     comments: &'a Comments,
+    annotations: Annotations,
+    /// Building request schemas (path, query, body) rather than response ones.
+    input: bool,
+    /// Messages known to carry request rules, or not.
+    ruled: HashMap<String, bool>,
     needed: BTreeSet<String>,
     built: BTreeMap<String, Value>,
 }
@@ -82,8 +218,9 @@ impl<'a> Schemas<'a> {
     /// The JSON schema of one value of a field's kind (no repetition).
     fn kind(&mut self, kind: &Kind) -> Value {
         match kind {
-            Kind::Double => json!({"type": "number", "format": "double"}),
-            Kind::Float => json!({"type": "number", "format": "float"}),
+            // NaN and the infinities travel as strings.
+            Kind::Double => non_finite_too(json!({"type": "number", "format": "double"})),
+            Kind::Float => non_finite_too(json!({"type": "number", "format": "float"})),
             Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({"type": "integer", "format": "int32"}),
             Kind::Uint32 | Kind::Fixed32 => {
                 json!({"type": "integer", "format": "uint32", "minimum": 0, "maximum": u32::MAX})
@@ -123,16 +260,14 @@ impl<'a> Schemas<'a> {
                 "additionalProperties": true
             }),
             _ if crate::descriptor::is_scalar_wrapper(m) => {
-                // Wrappers are the plain value or null.
+                // Wrappers are the plain value (null, in a request, for "not set").
                 let inner = m.get_field_by_name("value").expect("wrappers have a value");
-                let mut s = self.kind(&inner.kind());
-                let t = s["type"].clone();
-                s["type"] = json!([t, "null"]);
-                s
+                json!({"anyOf": [self.kind(&inner.kind()), {"type": "null"}]})
             }
-            name => {
+            _ => {
+                let name = self.name_of(m);
                 self.need_message(m);
-                schema_ref(name)
+                schema_ref(&name)
             }
         }
     }
@@ -148,7 +283,12 @@ impl<'a> Schemas<'a> {
         } else {
             self.kind(&f.kind())
         };
-        with_description(schema, self.comments.field(f))
+        let schema = with_description(schema, self.comments.field(f));
+        // Rules bind what clients send; a response may hold anything the message can.
+        match self.annotations.constraints(f).filter(|_| self.input) {
+            Some(rules) => constrained(schema, &rules),
+            None => schema,
+        }
     }
 
     fn need_enum(&mut self, e: &EnumDescriptor) {
@@ -156,13 +296,50 @@ impl<'a> Schemas<'a> {
             return;
         }
         let names: Vec<String> = e.values().map(|v| v.name().to_owned()).collect();
-        let mut s = json!({"type": "string", "enum": names});
+        // Enums are open: a number this version does not name passes through as a number.
+        let mut s = json!({"anyOf": [
+            {"type": "string", "enum": names},
+            {"type": "integer", "format": "int32", "description": "A value without a name in this version of the API."}
+        ]});
         s = with_description(s, self.comments.enumeration(e));
         self.built.insert(e.full_name().to_owned(), s);
     }
 
+    /// The component name of a message's schema: requests get a schema of their own
+    /// (`<name>.Input`) when the message carries rules that only requests must follow.
+    fn name_of(&mut self, m: &MessageDescriptor) -> String {
+        if self.input && self.has_rules(m) { format!("{}.Input", m.full_name()) } else { m.full_name().to_owned() }
+    }
+
+    /// Whether a message (or one it contains) has required fields or annotated constraints.
+    fn has_rules(&mut self, m: &MessageDescriptor) -> bool {
+        if let Some(known) = self.ruled.get(m.full_name()) {
+            return *known;
+        }
+        // Cycles resolve to "no" until proven otherwise.
+        self.ruled.insert(m.full_name().to_owned(), false);
+        let mut found = false;
+        for f in m.fields() {
+            if self.annotations.behavior(&f).contains(&REQUIRED) || self.annotations.constraints(&f).is_some() {
+                found = true;
+            } else if let Kind::Message(inner) = f.kind()
+                && !crate::descriptor::is_special_wkt(&inner)
+            {
+                let inner =
+                    if f.is_map() { inner.map_entry_value_field().kind().as_message().cloned() } else { Some(inner) };
+                found = inner.is_some_and(|i| self.has_rules(&i));
+            }
+            if found {
+                break;
+            }
+        }
+        self.ruled.insert(m.full_name().to_owned(), found);
+        found
+    }
+
     fn need_message(&mut self, m: &MessageDescriptor) {
-        if !self.needed.insert(m.full_name().to_owned()) {
+        let name = self.name_of(m);
+        if !self.needed.insert(name.clone()) {
             return;
         }
         let mut props = Map::new();
@@ -170,10 +347,22 @@ impl<'a> Schemas<'a> {
         for oneof in m.oneofs().filter(|o| !o.is_synthetic()) {
             oneofs.push(oneof.fields().map(|f| f.json_name().to_owned()).collect());
         }
+        let mut required = Vec::new();
         for f in m.fields() {
-            props.insert(f.json_name().to_owned(), self.field(&f));
+            let mut schema = self.field(&f);
+            let behavior = self.annotations.behavior(&f);
+            if behavior.contains(&OUTPUT_ONLY) {
+                schema = with_keyword(schema, "readOnly", json!(true));
+            }
+            if behavior.contains(&REQUIRED) && self.input {
+                required.push(f.json_name().to_owned());
+            }
+            props.insert(f.json_name().to_owned(), schema);
         }
         let mut s = json!({"type": "object", "properties": props});
+        if !required.is_empty() {
+            s["required"] = json!(required);
+        }
         if let Some(d) = self.comments.message(m) {
             s["description"] = json!(d);
         }
@@ -182,7 +371,7 @@ impl<'a> Schemas<'a> {
         } else if !oneofs.is_empty() {
             s["allOf"] = Value::Array(oneofs.iter().map(|o| json!({"oneOf": one_of(o)})).collect());
         }
-        self.built.insert(m.full_name().to_owned(), s);
+        self.built.insert(name, s);
     }
 }
 
@@ -315,6 +504,7 @@ fn operation(schemas: &mut Schemas<'_>, b: &Binding, op_id: String) -> Value {
     op.insert("summary".into(), json!(format!("{} ({})", method.name(), method.full_name())));
 
     // Parameters: the path variables, then the query string.
+    schemas.input = true;
     let mut params = Vec::new();
     for (var, chain) in b.template.variables.iter().zip(&b.path_fields) {
         let field = chain.last().expect("non-empty chain");
@@ -404,6 +594,8 @@ fn operation(schemas: &mut Schemas<'_>, b: &Binding, op_id: String) -> Value {
     }
 
     // Responses.
+    let inbound = (b.kind == CallKind::Bidi).then(|| schemas.message_ref(&input));
+    schemas.input = false;
     let out_schema = match &b.response_body {
         Some(f) => schemas.field(f),
         None => schemas.message_ref(&output),
@@ -448,7 +640,6 @@ fn operation(schemas: &mut Schemas<'_>, b: &Binding, op_id: String) -> Value {
                 "\n\nBidirectional stream over WebSocket: upgrade this GET, then exchange one JSON message per text frame each way. The socket closes with 1000 when the call succeeds, or sends `{\"error\": <google.rpc.Status>}` and closes with 1011 when it fails.",
             );
             responses.insert("101".into(), json!({"description": "Switching Protocols (WebSocket)"}));
-            let inbound = schemas.message_ref(&input);
             op.insert("x-switchyard-websocket".into(), json!({"inbound": inbound, "outbound": out_schema}));
         }
     }
@@ -461,7 +652,9 @@ fn operation(schemas: &mut Schemas<'_>, b: &Binding, op_id: String) -> Value {
     if !b.template.variables.is_empty() {
         responses.insert("404".into(), status_response("Not found (NOT_FOUND)."));
     }
+    responses.insert("431".into(), status_response("The request headers are over the size limit."));
     if has_body {
+        responses.insert("408".into(), status_response("The request body stopped arriving (DEADLINE_EXCEEDED)."));
         responses.insert(
             "413".into(),
             status_response("The request body (or one streamed message) is over the size limit."),
@@ -482,7 +675,14 @@ fn operation(schemas: &mut Schemas<'_>, b: &Binding, op_id: String) -> Value {
 /// The whole document.
 pub fn document<'b>(pool: &DescriptorPool, bindings: impl IntoIterator<Item = &'b Binding>, info: &ApiInfo) -> Value {
     let comments = Comments::new(pool);
-    let mut schemas = Schemas { comments: &comments, needed: BTreeSet::new(), built: BTreeMap::new() };
+    let mut schemas = Schemas {
+        comments: &comments,
+        annotations: Annotations::new(pool),
+        input: false,
+        ruled: HashMap::new(),
+        needed: BTreeSet::new(),
+        built: BTreeMap::new(),
+    };
     let mut sorted: Vec<&Binding> = bindings.into_iter().collect();
     let order = |m: &http::Method| {
         ["GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH"].iter().position(|x| *x == m.as_str()).unwrap_or(9)
@@ -507,7 +707,13 @@ pub fn document<'b>(pool: &DescriptorPool, bindings: impl IntoIterator<Item = &'
     for b in &sorted {
         let key = openapi_path(b);
         let id = ids[&(key.clone(), b.http_method.to_string())].clone();
-        let op = operation(&mut schemas, b, id);
+        let mut op = operation(&mut schemas, b, id);
+        let links = links_from(b, &sorted, &ids);
+        if !links.is_empty()
+            && let Some(ok) = op.pointer_mut("/responses/200")
+        {
+            ok["links"] = Value::Object(links);
+        }
         let entry = paths.entry(key).or_insert_with(|| Value::Object(Map::new()));
         entry[b.http_method.as_str().to_ascii_lowercase()] = op;
     }
@@ -535,6 +741,63 @@ pub fn document<'b>(pool: &DescriptorPool, bindings: impl IntoIterator<Item = &'
         "paths": paths,
         "components": {"schemas": schemas.built},
     })
+}
+
+/// The OpenAPI links from what a POST creates to the operations that address it, so a client
+/// (or a stateful test) can follow a created resource: a path variable `x_id` is fed by the
+/// response's field `x_id`, or by `id` when the response is the message `X`.
+fn links_from(b: &Binding, all: &[&Binding], ids: &HashMap<(String, String), String>) -> Map<String, Value> {
+    let mut links = Map::new();
+    if b.http_method != http::Method::POST || !matches!(b.kind, CallKind::Unary | CallKind::ClientStreaming) {
+        return links;
+    }
+    let created = match &b.response_body {
+        Some(f) => match f.kind() {
+            Kind::Message(m) => m,
+            _ => return links,
+        },
+        None => b.method.output(),
+    };
+    let own_id = format!("{}_id", snake(created.name()));
+    let source = |var: &str| -> Option<String> {
+        if let Some(f) = created.get_field_by_name(var) {
+            return Some(f.json_name().to_owned());
+        }
+        (var == own_id).then(|| created.get_field_by_name("id").map(|f| f.json_name().to_owned())).flatten()
+    };
+    for t in all {
+        if t.template.variables.is_empty() || matches!(t.kind, CallKind::Bidi) {
+            continue;
+        }
+        let mut parameters = Map::new();
+        for var in &t.template.variables {
+            let Some(from) = (var.field_path.len() == 1).then(|| source(&var.field_path[0])).flatten() else {
+                break;
+            };
+            parameters.insert(var.field(), json!(format!("$response.body#/{from}")));
+        }
+        if parameters.len() == t.template.variables.len() {
+            let id = &ids[&(openapi_path(t), t.http_method.to_string())];
+            links.insert(id.clone(), json!({"operationId": id, "parameters": parameters}));
+        }
+    }
+    links
+}
+
+/// `OrderItem` -> `order_item`.
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The document as YAML.

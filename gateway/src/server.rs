@@ -39,7 +39,8 @@ pub fn api_info() -> ApiInfo {
                       Switchyard gateway from the protos' google.api.http annotations. Errors are \
                       google.rpc.Status bodies; JSON follows the proto3 mapping."
             .into(),
-        server: "http://127.0.0.1:8080".into(),
+        // Relative: the document is right wherever the gateway listens.
+        server: "/".into(),
     }
 }
 
