@@ -175,3 +175,24 @@ async fn cors_only_when_configured() {
         http().get(format!("{base}/api/v1/users")).header("Origin", "https://evil.example").send().await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+/// HTTP hygiene (RFC 9112 §3.2, gRPC metadata rules): an HTTP/1.1 request with no Host header
+/// or with two gets 400, and so does a header value gRPC metadata cannot carry.
+#[tokio::test]
+async fn http_hygiene() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sys = System::start().await;
+    let addr = sys.base.trim_start_matches("http://").to_owned();
+    for head in [
+        "GET /api/v1/users HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /api/v1/users HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+        "GET /api/v1/users HTTP/1.1\r\nHost: a\r\nGrpc-Metadata-Name: caf\u{e9}\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head:?} -> {answer}");
+        assert!(answer.contains("\"code\":3"), "{answer}");
+    }
+}

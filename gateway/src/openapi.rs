@@ -409,17 +409,12 @@ pub fn openapi_path(b: &Binding) -> String {
     out
 }
 
-/// Whether a field can be set from the query string.
+/// Whether a field can be set from the query string: textual values, maps of them, and the
+/// fields of ordinary messages (flattened to `a.b`).
 fn queryable(f: &FieldDescriptor) -> bool {
     match f.kind() {
         Kind::Message(m) => {
-            f.is_map()
-                || crate::descriptor::is_scalar_wrapper(&m)
-                || matches!(
-                    m.full_name(),
-                    "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask"
-                )
-                || !m.full_name().starts_with("google.protobuf.")
+            f.is_map() || crate::descriptor::is_textual(&f.kind()) || !crate::descriptor::is_special_wkt(&m)
         }
         _ => true,
     }
@@ -444,11 +439,8 @@ fn query_params(
         let json_path =
             if json_prefix.is_empty() { f.json_name().to_owned() } else { format!("{json_prefix}.{}", f.json_name()) };
         match f.kind() {
-            Kind::Message(m)
-                if !f.is_map()
-                    && !f.is_list()
-                    && !crate::descriptor::is_scalar_wrapper(&m)
-                    && !m.full_name().starts_with("google.protobuf.") =>
+            Kind::Message(_)
+                if let Some(m) = crate::descriptor::plain_message(&f.kind(), f.is_map() || f.is_list()) =>
             {
                 // Bounded, since messages may nest recursively.
                 if depth < 3 {
