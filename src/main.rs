@@ -1,6 +1,7 @@
 //! `switchyard`: run the reference system (default), or one of its parts.
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(version, about = "Switchyard: a REST-to-gRPC migration kit", args_conflicts_with_subcommands = true)]
@@ -16,48 +17,62 @@ enum Command {
     /// Backend and gateway in one process (the default).
     Serve(switchyard::serve::ServeArgs),
     /// The gRPC backend alone.
-    Backend(backend::Config),
-    /// The REST/JSON gateway alone.
-    Gateway(gateway::Config),
+    Backend(backend::config::Command),
+    /// The REST/JSON gateway alone, in front of any gRPC services.
+    Gateway(gateway::config::Command),
     /// Compare REST and gRPC side by side: native gRPC, the gateway over HTTP/1.1 and HTTP/2,
     /// and a legacy REST service, on the same store, interleaved.
     Bench(bench::BenchArgs),
     /// The legacy REST service the bench compares against (plain JSON over HTTP, no gRPC).
     LegacyRest(bench::legacy::LegacyArgs),
-    /// Print the OpenAPI 3.1 document of the gateway's routes (what openapi.yaml holds).
+    /// Print the OpenAPI 3.1 document of the gateway's routes (for the reference services, what
+    /// openapi.yaml holds); takes the gateway's API flags.
     Openapi {
         /// Print JSON instead of YAML.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        api: gateway::config::ApiArgs,
     },
+    /// Write the reference services' FileDescriptorSet to standard output, to load them beside
+    /// a team's own (`switchyard descriptors > reference.pb`, then `--descriptor-set reference.pb`).
+    Descriptors,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
     // The gateway alone sizes its runtime itself (see its --threads); the rest use tokio's default.
     let runtime = match &cli.command {
-        Some(Command::Gateway(config)) => config.runtime()?,
-        _ => tokio::runtime::Runtime::new()?,
+        Some(Command::Gateway(command)) => command.config.runtime(),
+        _ => tokio::runtime::Runtime::new(),
     };
-    runtime.block_on(run(cli))
+    let result = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(gateway::config::exit_status(&e) as u8)
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => switchyard::serve::run(cli.serve).await,
         Some(Command::Serve(args)) => switchyard::serve::run(args).await,
-        Some(Command::Backend(config)) => {
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        Some(Command::Backend(command)) => {
+            let listener = tokio::net::TcpListener::bind(command.listen).await?;
             tracing::info!(addr = %listener.local_addr()?, "backend listening");
-            backend::run(listener, &config, switchyard_common::shutdown::signal()).await
+            backend::run(listener, &command.config, switchyard_common::shutdown::signal()).await
         }
+        Some(Command::Gateway(command)) => command.run().await,
         Some(Command::Bench(args)) => bench::run(args).await,
         Some(Command::LegacyRest(args)) => bench::legacy::run(args, switchyard_common::shutdown::signal()).await,
-        Some(Command::Openapi { json }) => {
-            let doc = gateway::server::reference_document()?;
+        Some(Command::Openapi { json, api }) => {
+            let doc = gateway::server::document(&api).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
@@ -65,10 +80,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Command::Gateway(config)) => {
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
-            tracing::info!(addr = %listener.local_addr()?, backend = %config.backend, "gateway listening");
-            gateway::run(listener, &config, switchyard_common::shutdown::signal()).await
+        Some(Command::Descriptors) => {
+            use std::io::Write;
+            std::io::stdout().write_all(switchyard_proto::FILE_DESCRIPTOR_SET)?;
+            Ok(())
         }
     }
 }

@@ -5,27 +5,23 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Flags of the combined server.
+/// Flags of the combined server: the backend's and the gateway's own settings, with the two
+/// listen addresses named apart (`--grpc-listen`, `--http-listen`; their environment variables
+/// are the standalone servers' `SWITCHYARD_BACKEND_LISTEN` and `SWITCHYARD_GATEWAY_LISTEN`).
+/// The gateway's default backend is the backend of this process; keyed `--backend` values are
+/// kept.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Address of the gRPC backend.
-    #[arg(long, env = "SWITCHYARD_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "SWITCHYARD_BACKEND_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: SocketAddr,
     /// Address of the REST/JSON gateway.
-    #[arg(long, env = "SWITCHYARD_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "SWITCHYARD_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
-    /// Database URL: sqlite://PATH (created when missing).
-    #[arg(long, env = "SWITCHYARD_DATABASE", default_value = "sqlite://data/switchyard.db")]
-    pub database: String,
-    /// Folder for uploaded files (created when missing).
-    #[arg(long, env = "SWITCHYARD_UPLOAD_DIR", default_value = "data/uploads")]
-    pub upload_dir: std::path::PathBuf,
-    /// Largest accepted upload, in bytes (suffixes KiB, MiB, GiB allowed).
-    #[arg(long, env = "SWITCHYARD_MAX_UPLOAD_SIZE", default_value = "1GiB", value_parser = switchyard_common::units::parse_size)]
-    pub max_upload_size: u64,
-    /// Origins browsers may call the REST API from (CORS), comma-separated; `*` for any.
-    #[arg(long = "cors-origin", env = "SWITCHYARD_CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
+    #[command(flatten)]
+    pub backend: backend::Config,
+    #[command(flatten)]
+    pub gateway: gateway::Config,
 }
 
 /// The lines printed at start-up: where things are and what to try, with the real addresses.
@@ -51,26 +47,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let http_listener = TcpListener::bind(args.http_listen).await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let backend_config = backend::Config {
-        listen: grpc_addr,
-        database: args.database.clone(),
-        upload_dir: args.upload_dir.clone(),
-        max_upload_size: args.max_upload_size,
-    };
-    let backend = backend::Backend::open(&backend_config).await?;
-    let gateway_config = gateway::Config {
-        listen: http_addr,
-        cors_origins: args.cors_origins.clone(),
-        ..gateway::Config::for_backend(format!("http://{grpc_addr}"))
-    };
+    let backend = backend::Backend::open(&args.backend).await?;
+    let mut gateway_config = args.gateway.clone();
+    gateway_config.api.backends.retain(|b| b.key.is_some());
+    gateway_config.api.backends.push(gateway::upstreams::BackendSpec { key: None, url: format!("http://{grpc_addr}") });
+    let gateway = gateway::server::gateway(&gateway_config).await?;
 
     let stop = CancellationToken::new();
     let b = tokio::spawn(backend.serve(grpc_listener, stop.clone().cancelled_owned()));
     let g = tokio::spawn({
         let stop = stop.clone();
-        async move { gateway::run(http_listener, &gateway_config, stop.cancelled_owned()).await }
+        async move { gateway::server::serve_gateway(http_listener, gateway, &gateway_config, stop.cancelled_owned()).await }
     });
-    println!("{}", banner(grpc_addr, http_addr, &args.database));
+    println!("{}", banner(grpc_addr, http_addr, &args.backend.database));
     switchyard_common::shutdown::signal().await;
     stop.cancel();
     b.await??;

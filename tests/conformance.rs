@@ -12,7 +12,7 @@ mod common;
 use bytes::{Buf, Bytes};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
@@ -577,12 +577,18 @@ impl tower::Service<http::Request<tonic::body::Body>> for EchoService {
     }
 }
 
-/// The test proto's descriptors, compiled as the gateway will compile users' protos.
+fn proto_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/protos")
+}
+
+fn proto_file() -> PathBuf {
+    proto_dir().join("conformance/v1/conformance.proto")
+}
+
+/// The test proto's descriptors, compiled as the gateway compiles them.
 fn pool() -> prost_reflect::DescriptorPool {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut compiler = protox::Compiler::new([root.join("tests/protos"), root.join("proto")]).unwrap();
-    compiler.include_imports(true).open_files(["conformance/v1/conformance.proto"]).unwrap();
-    prost_reflect::DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice()).unwrap()
+    let set = gateway::sources::compile_protos(&[proto_file()], &[proto_dir()]).unwrap();
+    prost_reflect::DescriptorPool::decode(set.as_slice()).unwrap()
 }
 
 /// Starts the echo backend and a gateway for the test proto; returns the gateway's base URL.
@@ -593,8 +599,11 @@ async fn start() -> String {
     tokio::spawn(tonic::transport::Server::builder().add_service(EchoService).serve_with_incoming(incoming));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = gateway::Config::for_backend(format!("http://{grpc_addr}"));
-    let gw = gateway::server::gateway_for(pool(), &config).unwrap();
+    // The gateway loads the test proto at start-up, as `--proto FILE --proto-path DIR` does.
+    let mut config = gateway::Config::for_backend(format!("http://{grpc_addr}"));
+    config.api.protos = vec![proto_file()];
+    config.api.proto_paths = vec![proto_dir()];
+    let gw = gateway::server::gateway(&config).await.unwrap();
     tokio::spawn(async move { gateway::server::serve_gateway(listener, gw, &config, std::future::pending()).await });
     base
 }

@@ -3,12 +3,21 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// How to run the backend.
+/// The standalone backend's command line: where it listens, and its settings. `switchyard
+/// serve` names the address `--grpc-listen` instead (same environment variable).
 #[derive(clap::Args, Debug, Clone)]
-pub struct Config {
+pub struct Command {
     /// Address the gRPC server listens on (HTTP/2, plaintext).
     #[arg(long, env = "SWITCHYARD_BACKEND_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// How to run the backend (the address it listens on is the command's own flag).
+#[derive(clap::Args, Debug, Clone)]
+#[group(id = "backend_settings")]
+pub struct Config {
     /// Database URL: sqlite://PATH (the file and its folder are created when missing).
     #[arg(long, env = "SWITCHYARD_DATABASE", default_value = "sqlite://data/switchyard.db")]
     pub database: String,
@@ -23,9 +32,8 @@ pub struct Config {
 impl Config {
     /// A config with every setting at its default but the database and upload folder, which
     /// live under `dir`.
-    pub fn in_dir(listen: SocketAddr, dir: &std::path::Path) -> Self {
+    pub fn in_dir(dir: &std::path::Path) -> Self {
         Config {
-            listen,
             database: format!("sqlite://{}", dir.join("switchyard.db").display()),
             upload_dir: dir.join("uploads"),
             max_upload_size: 1 << 30,

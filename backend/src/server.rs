@@ -16,9 +16,6 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-/// How long a shutdown waits for running calls (a long upload, say) before cutting them off.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// The request header list size the backend advertises and accepts.
 pub const MAX_HEADER_LIST: u32 = 64 * 1024;
 
@@ -113,12 +110,9 @@ impl Backend {
         // the bus closes; whatever still runs after the grace period is cut off.
         stop.cancel();
         self.bus.close();
-        match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
-            Ok(r) => Ok(r?),
-            Err(_) => {
-                tracing::warn!("calls still running after {SHUTDOWN_GRACE:?}; stopping anyway");
-                Ok(())
-            }
+        match switchyard_common::shutdown::drain("backend", serving).await {
+            Some(r) => Ok(r?),
+            None => Ok(()),
         }
     }
 }

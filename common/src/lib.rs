@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`units`]: flag values with units (`30s`, `16KiB`);
-//! - [`shutdown`]: the signal that stops a server.
+//! - [`shutdown`]: the signal that stops a server, and the grace period of its drain.
 
 pub mod shutdown;
 pub mod units;

@@ -22,3 +22,19 @@ pub async fn signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+/// How long a stopping server lets running work (a long upload, a request) finish before
+/// cutting off what is left; live streams are ended by their servers before this.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for a stopping server's `draining` future for at most [`GRACE`]; `None` (and a
+/// warning naming `what`) when the grace period ran out first.
+pub async fn drain<F: std::future::Future>(what: &str, draining: F) -> Option<F::Output> {
+    match tokio::time::timeout(GRACE, draining).await {
+        Ok(out) => Some(out),
+        Err(_) => {
+            tracing::warn!("{what}: work still running after {GRACE:?}; stopping anyway");
+            None
+        }
+    }
+}

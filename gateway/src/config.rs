@@ -2,21 +2,110 @@
 //! comma-separated).
 
 use crate::connections::ConnectionLimits;
+use crate::rules::Selection;
+use crate::sources::ApiSources;
 use crate::upstream::UpstreamOptions;
+use crate::upstreams::BackendSpec;
 use ipnet::IpNet;
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 use switchyard_common::units::{parse_duration, parse_mem_size};
 
-/// How to run the gateway.
+/// What the gateway serves and where calls go: shared by `gateway`, `switchyard gateway`,
+/// `switchyard serve` and `switchyard openapi`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct Config {
+pub struct ApiArgs {
+    /// A gRPC backend, `URL` (the default) or `SERVICE_GLOB=URL` for the services the glob
+    /// matches (`user.v1.*=http://users:50051`; the most specific key wins); repeat for more,
+    /// the same key twice makes a set that calls are spread over.
+    #[arg(
+        long = "backend",
+        env = "SWITCHYARD_BACKEND",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub backends: Vec<BackendSpec>,
+    /// A FileDescriptorSet to serve (`protoc --include_imports -o FILE`, `buf build -o FILE`);
+    /// repeatable. With no --descriptor-set, --proto or --reflect, the built-in reference
+    /// services are served.
+    #[arg(long = "descriptor-set", env = "SWITCHYARD_DESCRIPTOR_SET", value_delimiter = ',')]
+    pub descriptor_sets: Vec<PathBuf>,
+    /// A `.proto` file to compile and serve; repeatable. google/api, google/rpc and the
+    /// well-known types are built in.
+    #[arg(long = "proto", env = "SWITCHYARD_PROTO", value_delimiter = ',')]
+    pub protos: Vec<PathBuf>,
+    /// Where --proto files and their imports are found; repeatable (default: the current
+    /// folder).
+    #[arg(long = "proto-path", env = "SWITCHYARD_PROTO_PATH", value_delimiter = ',')]
+    pub proto_paths: Vec<PathBuf>,
+    /// Load the services every backend lists through gRPC server reflection.
+    #[arg(long, env = "SWITCHYARD_REFLECT")]
+    pub reflect: bool,
+    /// With --reflect, ask the backends again this often (e.g. 30s); off by default.
+    #[arg(long, env = "SWITCHYARD_REFLECT_INTERVAL", value_parser = parse_duration)]
+    pub reflect_interval: Option<Duration>,
+    /// Serve only the services matching this glob (`pkg.v1.*`); repeatable. Default: every
+    /// service with at least one google.api.http binding.
+    #[arg(long = "service", env = "SWITCHYARD_SERVICE", value_delimiter = ',')]
+    pub services: Vec<String>,
+    /// Give every method without a google.api.http binding `POST /{package.Service}/{Method}`
+    /// with the whole body as the request.
+    #[arg(long, env = "SWITCHYARD_DEFAULT_BINDINGS")]
+    pub default_bindings: bool,
+}
+
+impl ApiArgs {
+    /// The sources of the API.
+    pub fn sources(&self) -> ApiSources {
+        ApiSources {
+            descriptor_sets: self.descriptor_sets.clone(),
+            protos: self.protos.clone(),
+            proto_paths: self.proto_paths.clone(),
+            reflect: self.reflect,
+        }
+    }
+
+    /// Which services are served.
+    pub fn selection(&self) -> Selection {
+        Selection { services: self.services.clone(), default_bindings: self.default_bindings }
+    }
+}
+
+/// The standalone gateway's command line: where it listens, and its settings. `switchyard
+/// serve` names the address `--http-listen` instead (same environment variable).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Command {
     /// Address the REST/JSON server listens on (HTTP/1.1 and h2c on the same port).
     #[arg(long, env = "SWITCHYARD_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// The gRPC backend to forward to, e.g. http://127.0.0.1:50051.
-    #[arg(long, env = "SWITCHYARD_BACKEND", default_value = "http://127.0.0.1:50051")]
-    pub backend: String,
+    pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+impl Command {
+    /// Binds, loads the API and serves until SIGINT/SIGTERM. A configuration the gateway
+    /// cannot serve is an error the caller should end with exit status 2 (see [`exit_status`]).
+    pub async fn run(self) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        let gateway = crate::server::gateway(&self.config).await?;
+        let backends: Vec<&str> = gateway.api().upstreams().all().iter().map(|u| u.name()).collect();
+        tracing::info!(addr = %listener.local_addr()?, backends = ?backends, "gateway listening");
+        crate::server::serve_gateway(listener, gateway, &self.config, switchyard_common::shutdown::signal()).await
+    }
+}
+
+/// The exit status for an error ending the process: 2 for a configuration the gateway cannot
+/// serve (as clap does for bad flags), 1 for anything else.
+pub fn exit_status(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<crate::api::ConfigError>().is_some() { 2 } else { 1 }
+}
+
+/// How to run the gateway (the address it listens on is the command's own flag).
+#[derive(clap::Args, Debug, Clone)]
+#[group(id = "gateway_settings")]
+pub struct Config {
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Deadline of unary calls when the client sends no Grpc-Timeout header (e.g. 30s, 500ms;
     /// 0 for none). Streaming calls only get the client's own Grpc-Timeout.
     #[arg(long, env = "SWITCHYARD_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -84,8 +173,7 @@ impl Config {
         }
         // The defaults as clap declares them (environment variables included).
         let mut config = Defaults::parse_from(["gateway"]).config;
-        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        config.backend = backend.into();
+        config.api.backends = vec![BackendSpec { key: None, url: backend.into() }];
         config
     }
 

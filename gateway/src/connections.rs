@@ -58,14 +58,11 @@ pub struct ClientInfo {
     pub tls: bool,
 }
 
-/// How long a shutdown waits for running requests before cutting them off.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// Connections answered "too many connections" at once; beyond this they are just closed.
 const MAX_REFUSING: usize = 256;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets running requests finish for
-/// [`SHUTDOWN_GRACE`] and cuts off what still runs.
+/// the grace period (`switchyard_common::shutdown::GRACE`) and cuts off what still runs.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -130,9 +127,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
-    }
+    switchyard_common::shutdown::drain("gateway", graceful.shutdown()).await;
     hard_stop.cancel();
     Ok(())
 }

@@ -1,34 +1,57 @@
-//! The route table: finds the binding for a request's method and path, or says why none fits
+//! The route table: finds the route for a request's method and path, or says why none fits
 //! (404, or 405 with the methods that would).
 
 use crate::error::GatewayError;
 use crate::rules::Binding;
 use crate::template::{Captures, RequestPath};
+use crate::upstreams::UpstreamSet;
 use http::Method;
 use std::sync::Arc;
 
-/// All bindings, matched in order of specificity.
+/// One binding, compiled: everything a request on it needs, resolved once per table.
+pub struct Route {
+    /// The binding: template, body mapping, descriptors, gRPC path.
+    pub binding: Binding,
+    /// The backends of the binding's service.
+    pub upstream: UpstreamSet,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} -> {}", self.http_method, self.template, self.full_method())
+    }
+}
+
+impl std::ops::Deref for Route {
+    type Target = Binding;
+
+    fn deref(&self) -> &Binding {
+        &self.binding
+    }
+}
+
+/// All routes, matched in order of specificity.
 #[derive(Default)]
 pub struct RouteTable {
-    routes: Vec<Arc<Binding>>,
+    routes: Vec<Arc<Route>>,
 }
 
 impl RouteTable {
     /// Builds the table; the most specific templates are tried first, so a literal or a custom
     /// verb wins over a variable that would also match.
-    pub fn new(bindings: impl IntoIterator<Item = Binding>) -> Self {
-        let mut routes: Vec<Arc<Binding>> = bindings.into_iter().map(Arc::new).collect();
-        routes.sort_by_key(|b| std::cmp::Reverse(b.template.specificity()));
+    pub fn new(routes: impl IntoIterator<Item = Route>) -> Self {
+        let mut routes: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
+        routes.sort_by_key(|r| std::cmp::Reverse(r.template.specificity()));
         RouteTable { routes }
     }
 
     /// Every binding.
-    pub fn bindings(&self) -> impl Iterator<Item = &Arc<Binding>> {
-        self.routes.iter()
+    pub fn bindings(&self) -> impl Iterator<Item = &Binding> {
+        self.routes.iter().map(|r| &r.binding)
     }
 
-    /// The binding and decoded path variables for a request. HEAD falls back to GET routes.
-    pub fn find(&self, method: &Method, path: &str) -> Result<(Arc<Binding>, Captures), GatewayError> {
+    /// The route and decoded path variables for a request. HEAD falls back to GET routes.
+    pub fn find(&self, method: &Method, path: &str) -> Result<(Arc<Route>, Captures), GatewayError> {
         let no_route = || GatewayError::NoRoute { method: method.clone(), path: path.to_owned() };
         let request = RequestPath::new(path).ok_or_else(no_route)?;
         let mut allow: Vec<Method> = Vec::new();
@@ -75,7 +98,12 @@ mod tests {
 
     fn table() -> RouteTable {
         let pool = DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET).unwrap();
-        RouteTable::new(load_bindings(&pool).unwrap())
+        let specs = ["http://127.0.0.1:1".parse().unwrap()];
+        let ups = crate::upstreams::Upstreams::new(&specs, &Default::default()).unwrap();
+        let upstream = ups.for_service("any").unwrap();
+        RouteTable::new(
+            load_bindings(&pool).unwrap().into_iter().map(|binding| Route { binding, upstream: upstream.clone() }),
+        )
     }
 
     #[test]

@@ -136,28 +136,76 @@ pub enum RuleError {
     Template { method: String, source: TemplateError },
     #[error("{method}: {message}")]
     Invalid { method: String, message: String },
+    #[error("{first} and {second} both bind {http_method} {template}")]
+    Conflict { first: String, second: String, http_method: Method, template: String },
+    #[error("bad --service pattern {pattern:?}: {error}")]
+    Pattern { pattern: String, error: String },
+}
+
+/// Which services are served, and whether methods without a binding get one.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Service globs (`pkg.v1.*`); empty: every service with at least one binding.
+    pub services: Vec<String>,
+    /// `POST /{package.Service}/{Method}` with `body: "*"` for every method without a binding.
+    pub default_bindings: bool,
 }
 
 /// Every binding of every annotated method in `pool`, additional bindings included.
 pub fn load_bindings(pool: &DescriptorPool) -> Result<Vec<Binding>, RuleError> {
-    let Some(ext) = pool.get_extension_by_name("google.api.http") else {
-        return Ok(Vec::new());
+    select_bindings(pool, &Selection::default())
+}
+
+/// The bindings of the services `selection` picks from `pool`.
+pub fn select_bindings(pool: &DescriptorPool, selection: &Selection) -> Result<Vec<Binding>, RuleError> {
+    let ext = pool.get_extension_by_name("google.api.http");
+    let globs = if selection.services.is_empty() {
+        None
+    } else {
+        let mut set = globset::GlobSetBuilder::new();
+        for p in &selection.services {
+            let glob =
+                globset::Glob::new(p).map_err(|e| RuleError::Pattern { pattern: p.clone(), error: e.to_string() })?;
+            set.add(glob);
+        }
+        Some(
+            set.build()
+                .map_err(|e| RuleError::Pattern { pattern: selection.services.join(","), error: e.to_string() })?,
+        )
+    };
+    let rule_of = |method: &MethodDescriptor| -> Result<Option<HttpRule>, RuleError> {
+        let Some(ext) = &ext else { return Ok(None) };
+        let options = method.options();
+        if !options.has_extension(ext) {
+            return Ok(None);
+        }
+        let value = options.get_extension(ext);
+        let Some(msg) = value.as_message() else { return Ok(None) };
+        HttpRule::decode(msg.encode_to_vec().as_slice())
+            .map(Some)
+            .map_err(|e| invalid(method, format!("undecodable google.api.http: {e}")))
     };
     let mut out = Vec::new();
     for service in pool.services() {
+        let annotated = service.methods().any(|m| rule_of(&m).ok().flatten().is_some());
+        let serve = match &globs {
+            Some(g) => g.is_match(service.full_name()),
+            // Infrastructure services (health, reflection) get no default routes unless asked for.
+            None => annotated || (selection.default_bindings && !service.full_name().starts_with("grpc.")),
+        };
+        if !serve {
+            continue;
+        }
         for method in service.methods() {
-            let options = method.options();
-            if !options.has_extension(&ext) {
-                continue;
-            }
-            let value = options.get_extension(&ext);
-            let Some(msg) = value.as_message() else {
-                continue;
+            let rule = match rule_of(&method)? {
+                Some(rule) => rule,
+                None if selection.default_bindings => HttpRule {
+                    pattern: Some(Pattern::Post(format!("/{}/{}", service.full_name(), method.name()))),
+                    body: "*".into(),
+                    ..Default::default()
+                },
+                None => continue,
             };
-            let rule = HttpRule::decode(msg.encode_to_vec().as_slice()).map_err(|e| RuleError::Invalid {
-                method: method.full_name().to_owned(),
-                message: format!("undecodable google.api.http: {e}"),
-            })?;
             out.push(binding(&method, &rule)?);
             for extra in &rule.additional_bindings {
                 if !extra.additional_bindings.is_empty() {
@@ -167,7 +215,29 @@ pub fn load_bindings(pool: &DescriptorPool) -> Result<Vec<Binding>, RuleError> {
             }
         }
     }
+    check_conflicts(&out)?;
     Ok(out)
+}
+
+/// Two bindings with the same HTTP method and template shape would shadow one another.
+fn check_conflicts(bindings: &[Binding]) -> Result<(), RuleError> {
+    let mut seen: std::collections::HashMap<(Method, String), &Binding> = std::collections::HashMap::new();
+    for b in bindings {
+        let key = (b.http_method.clone(), b.template.shape());
+        if let Some(first) = seen.get(&key) {
+            if first.full_method() == b.full_method() {
+                continue;
+            }
+            return Err(RuleError::Conflict {
+                first: first.full_method().to_owned(),
+                second: b.full_method().to_owned(),
+                http_method: b.http_method.clone(),
+                template: b.template.to_string(),
+            });
+        }
+        seen.insert(key, b);
+    }
+    Ok(())
 }
 
 fn invalid(method: &MethodDescriptor, message: impl Into<String>) -> RuleError {
@@ -196,9 +266,9 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
         let mut msg = input.clone();
         let mut chain = Vec::new();
         for (i, name) in var.field_path.iter().enumerate() {
-            let field = msg
-                .get_field_by_name(name)
-                .ok_or_else(|| invalid(method, format!("path variable {:?}: no field {name:?}", var.field())))?;
+            let field = msg.get_field_by_name(name).ok_or_else(|| {
+                invalid(method, format!("path variable {:?}: no field {name:?} in {}", var.field(), msg.full_name()))
+            })?;
             let last = i + 1 == var.field_path.len();
             if field.cardinality() == Cardinality::Repeated {
                 return Err(invalid(method, format!("path variable {:?} is repeated", var.field())));
@@ -220,11 +290,18 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
     let body = match rule.body.as_str() {
         "" => BodySpec::None,
         "*" => BodySpec::Whole,
-        name => BodySpec::Field(
-            input
-                .get_field_by_name(name)
-                .ok_or_else(|| invalid(method, format!("body field {name:?} does not exist")))?,
-        ),
+        name => {
+            let field = input.get_field_by_name(name).ok_or_else(|| {
+                invalid(method, format!("body field {name:?} does not exist in {}", input.full_name()))
+            })?;
+            if field.is_list() || field.is_map() {
+                return Err(invalid(
+                    method,
+                    format!("body field {name:?} is repeated; name a singular field or use \"*\""),
+                ));
+            }
+            BodySpec::Field(field)
+        }
     };
     let response_body = match rule.response_body.as_str() {
         "" => None,

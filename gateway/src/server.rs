@@ -1,9 +1,11 @@
 //! Serves a [`Gateway`] over HTTP/1.1 and h2c on one listener.
 
+use crate::api::{Api, ApiConfig, ConfigError};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::openapi::ApiInfo;
 use crate::transcode::Gateway;
+use crate::upstreams::Upstreams;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -14,41 +16,77 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// The gateway for the compiled-in protos, talking to `config.backend`.
-pub fn gateway(config: &Config) -> anyhow::Result<Gateway> {
-    gateway_for(DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET)?, config)
+/// The reference services' descriptors, served when no API source is given.
+#[cfg(feature = "reference")]
+pub fn reference_set() -> Option<&'static [u8]> {
+    Some(switchyard_proto::FILE_DESCRIPTOR_SET)
 }
 
-/// The gateway for the services of `pool`, talking to `config.backend`.
-pub fn gateway_for(pool: DescriptorPool, config: &Config) -> anyhow::Result<Gateway> {
-    let timeout = Some(config.timeout).filter(|t| !t.is_zero());
-    let options = crate::transcode::Options {
-        unary_timeout: timeout,
-        max_body_size: config.max_body_size,
-        trusted_proxies: config.trusted_proxies.clone(),
+/// Without the reference services compiled in, the gateway needs an API source.
+#[cfg(not(feature = "reference"))]
+pub fn reference_set() -> Option<&'static [u8]> {
+    None
+}
+
+/// How the document describes the API: the reference services' own words, or a plain title
+/// for a team's API.
+pub fn api_info(sources_given: bool) -> ApiInfo {
+    let (title, description) = if sources_given {
+        (
+            "API served by Switchyard",
+            "The REST/JSON face of these gRPC services, served by the Switchyard gateway from their google.api.http annotations. Errors are google.rpc.Status bodies; JSON follows the proto3 mapping.",
+        )
+    } else {
+        (
+            "Switchyard reference API",
+            "The REST/JSON face of Switchyard's reference gRPC services, served by the Switchyard gateway from the protos' google.api.http annotations. Errors are google.rpc.Status bodies; JSON follows the proto3 mapping.",
+        )
     };
-    Ok(Gateway::new(pool, crate::upstream::Upstream::new(&config.backend, config.upstream_options())?, options)?)
-}
-
-/// How the reference API describes itself in its OpenAPI document.
-pub fn api_info() -> ApiInfo {
     ApiInfo {
-        title: "Switchyard reference API".into(),
+        title: title.into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        description: "The REST/JSON face of Switchyard's reference gRPC services, served by the \
-                      Switchyard gateway from the protos' google.api.http annotations. Errors are \
-                      google.rpc.Status bodies; JSON follows the proto3 mapping."
-            .into(),
+        description: description.into(),
         // Relative: the document is right wherever the gateway listens.
         server: "/".into(),
     }
 }
 
-/// The OpenAPI document of the compiled-in protos, as `switchyard openapi` prints it.
-pub fn reference_document() -> anyhow::Result<serde_json::Value> {
-    let pool = DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET)?;
-    let bindings = crate::rules::load_bindings(&pool)?;
-    Ok(crate::openapi::document(&pool, &bindings, &api_info()))
+/// Loads the API `config` names (the reference services when it names none) and connects
+/// (lazily) to its backends. A configuration the gateway cannot serve is a [`ConfigError`].
+pub async fn gateway(config: &Config) -> Result<Gateway, ConfigError> {
+    let upstreams = Arc::new(Upstreams::new(&config.api.backends, &config.upstream_options())?);
+    let sources = config.api.sources();
+    if sources.is_empty() && reference_set().is_none() {
+        return Err(ConfigError::Other("no API to serve: give --descriptor-set, --proto or --reflect".into()));
+    }
+    let api_config = ApiConfig {
+        info: api_info(!sources.is_empty()),
+        sources,
+        selection: config.api.selection(),
+        default_set: reference_set(),
+    };
+    let api = Api::load(api_config, upstreams).await?;
+    let options = crate::transcode::Options {
+        unary_timeout: Some(config.timeout).filter(|t| !t.is_zero()),
+        max_body_size: config.max_body_size,
+        trusted_proxies: config.trusted_proxies.clone(),
+    };
+    Ok(Gateway::new(Arc::new(api), options))
+}
+
+/// The OpenAPI document of the API `args` names, as `switchyard openapi` prints it (reflection
+/// asks the backends).
+pub async fn document(args: &crate::config::ApiArgs) -> Result<serde_json::Value, ConfigError> {
+    let upstreams = Upstreams::new(&args.backends, &Default::default())?;
+    let sources = args.sources();
+    let api_config = ApiConfig {
+        info: api_info(!sources.is_empty()),
+        sources,
+        selection: args.selection(),
+        default_set: reference_set(),
+    };
+    let api = Api::load(api_config, Arc::new(upstreams)).await?;
+    Ok(serde_json::from_str(&api.table().openapi_json).expect("the document is JSON"))
 }
 
 /// The HTTP application. Layers, outermost first:
@@ -59,20 +97,28 @@ pub fn reference_document() -> anyhow::Result<serde_json::Value> {
 /// 4. body read timeout: a request body that stops arriving fails instead of holding its call;
 /// 5. panic guard: a bug answers 500 with a Status body instead of dropping the connection.
 pub fn router(gateway: Arc<Gateway>, cors_origins: &[String], body_read_timeout: Duration) -> Router {
-    let doc = crate::openapi::document(gateway.pool(), gateway.routes().bindings().map(|b| b.as_ref()), &api_info());
-    let yaml = crate::openapi::to_yaml(&doc);
-    let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
     Router::new()
         // Liveness, with each backend's connections and load.
         .route(
             "/healthz",
             get(|State(gw): State<Arc<Gateway>>| async move {
-                axum::Json(serde_json::json!({"status": "SERVING", "backends": [gw.upstream().stats()]}))
+                let backends: Vec<_> = gw.api().upstreams().all().iter().map(|u| u.stats()).collect();
+                axum::Json(serde_json::json!({"status": "SERVING", "backends": backends}))
             }),
         )
-        // The gateway's own endpoints: its API, described from the routes it serves.
-        .route("/openapi.yaml", get(move || async move { ([(http::header::CONTENT_TYPE, "application/yaml")], yaml) }))
-        .route("/openapi.json", get(move || async move { ([(http::header::CONTENT_TYPE, "application/json")], json) }))
+        // The gateway's own endpoints: its API, described from the routes it serves now.
+        .route(
+            "/openapi.yaml",
+            get(|State(gw): State<Arc<Gateway>>| async move {
+                ([(http::header::CONTENT_TYPE, "application/yaml")], gw.api().table().openapi_yaml.clone())
+            }),
+        )
+        .route(
+            "/openapi.json",
+            get(|State(gw): State<Arc<Gateway>>| async move {
+                ([(http::header::CONTENT_TYPE, "application/json")], gw.api().table().openapi_json.clone())
+            }),
+        )
         .fallback(|State(gw): State<Arc<Gateway>>, req: Request| async move { gw.handle(req).await })
         .with_state(gateway)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
@@ -128,18 +174,63 @@ pub async fn run(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    serve_gateway(listener, gateway(config)?, config, shutdown).await
+    let gateway = gateway(config).await?;
+    serve_gateway(listener, gateway, config, shutdown).await
 }
 
-/// Serves an already built gateway on `listener` with `config`'s connection settings until
-/// `shutdown`.
+/// Serves a built gateway on `listener` with `config`'s connection settings until `shutdown`,
+/// reloading its API on SIGHUP and, with reflection, every `--reflect-interval`.
 pub async fn serve_gateway(
     listener: TcpListener,
     gateway: Gateway,
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(Arc::new(gateway), &config.cors_origins, config.body_read_timeout);
-    crate::connections::serve(listener, app, config.connection_limits(), shutdown).await?;
-    Ok(())
+    let gateway = Arc::new(gateway);
+    let reloads = tokio::spawn(reload_on_signals(gateway.api().clone(), config.api.reflect_interval));
+    let app = router(gateway, &config.cors_origins, config.body_read_timeout);
+    let served = crate::connections::serve(listener, app, config.connection_limits(), shutdown).await;
+    reloads.abort();
+    Ok(served?)
+}
+
+/// Reloads the API on SIGHUP, and every `interval` when it comes from reflection. A reload that
+/// fails is logged and the API keeps serving as it was.
+async fn reload_on_signals(api: Arc<Api>, interval: Option<Duration>) {
+    if !api.reloadable() {
+        return;
+    }
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = interval.filter(|_| api.reflects()).map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t.reset();
+        t
+    });
+    loop {
+        let hup = async {
+            #[cfg(unix)]
+            if let Some(h) = hangup.as_mut() {
+                h.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await
+        };
+        let timer = async {
+            match tick.as_mut() {
+                Some(t) => {
+                    t.tick().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = hup => tracing::info!("SIGHUP: reloading the API"),
+            () = timer => tracing::debug!("reflection interval: reloading the API"),
+        }
+        if let Err(e) = api.reload().await {
+            tracing::error!(error = %e, "reload refused; the previous API keeps serving");
+        }
+    }
 }

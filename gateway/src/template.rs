@@ -248,6 +248,25 @@ impl PathTemplate {
         (self.verb.is_some(), literals, singles, usize::from(!rest))
     }
 
+    /// The template without its variable names (`/users/*:archive`): two templates of the same
+    /// shape match the same paths, so one method cannot have both.
+    pub fn shape(&self) -> String {
+        let mut out = String::new();
+        for s in &self.segments {
+            out.push('/');
+            match s {
+                Segment::Literal(l) => out.push_str(l),
+                Segment::Any => out.push('*'),
+                Segment::Rest => out.push_str("**"),
+            }
+        }
+        if let Some(verb) = &self.verb {
+            out.push(':');
+            out.push_str(verb);
+        }
+        out
+    }
+
     /// Matches a request path; `Ok(None)` when its shape does not fit, `Err` when it fits but a
     /// captured value is not valid percent-encoded UTF-8.
     pub fn matches(&self, path: &RequestPath<'_>) -> Result<Option<Captures>, PathError> {

@@ -1,19 +1,19 @@
 //! The request path of the gateway: route, bind, call, answer — one function per step, and one
 //! place ([`Gateway::handle`]) where any error becomes a Status response.
 
+use crate::api::{Api, Table};
 use crate::bind::{build_request, url_values};
 use crate::call::{CallMeta, Reply, StreamItem};
 use crate::connections::ClientInfo;
 use crate::error::GatewayError;
 use crate::forwarded::forwarding_headers;
 use crate::metadata::{REQUEST_ID, deadline, request_id, request_metadata, response_headers};
-use crate::routes::RouteTable;
-use crate::rules::{Binding, CallKind, RuleError, load_bindings};
+use crate::routes::Route;
+use crate::rules::{Binding, CallKind};
 use crate::streaming::{
     RequestFormat, ResponseFormat, guard_input, ndjson_lines, raw_pieces, request_format, response_body,
     response_format,
 };
-use crate::upstream::Upstream;
 use crate::wire::{EncodedMessage, RawEncoder, StreamContext, extract_field};
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -32,12 +32,8 @@ use std::time::{Duration, Instant};
 
 /// Everything a request needs, shared by all connections.
 pub struct Gateway {
-    /// The annotated routes.
-    routes: RouteTable,
-    /// The backend connection (HTTP/2, multiplexed, reconnecting).
-    upstream: Upstream,
-    /// Descriptors: request typing, and rendering error details.
-    pool: DescriptorPool,
+    /// The API: routes, descriptors, backends; swapped whole on reload.
+    api: Arc<Api>,
     /// Per-request settings.
     options: Options,
 }
@@ -61,13 +57,6 @@ fn arrival(parts: &Parts) -> Instant {
     parts.extensions.get::<Arrived>().map_or_else(Instant::now, |a| a.0)
 }
 
-/// Why a gateway cannot be built from its descriptors.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error(transparent)]
-    Rules(#[from] RuleError),
-}
-
 /// Prints one response message of `output` as JSON (or only its field `json_field`), as the
 /// item of a response stream.
 fn json_item(output: MessageDescriptor, json_field: Option<String>) -> impl Fn(Bytes) -> Result<Bytes, tonic::Status> {
@@ -77,25 +66,14 @@ fn json_item(output: MessageDescriptor, json_field: Option<String>) -> impl Fn(B
 }
 
 impl Gateway {
-    /// Routes every annotated method of `pool` to `upstream`.
-    pub fn new(pool: DescriptorPool, upstream: Upstream, options: Options) -> Result<Self, SetupError> {
-        let bindings = load_bindings(&pool)?;
-        Ok(Gateway { routes: RouteTable::new(bindings), upstream, pool, options })
+    /// Serves `api`.
+    pub fn new(api: Arc<Api>, options: Options) -> Self {
+        Gateway { api, options }
     }
 
-    /// The descriptors the gateway works from.
-    pub fn pool(&self) -> &DescriptorPool {
-        &self.pool
-    }
-
-    /// The backend calls go to.
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
-    }
-
-    /// The route table, for listings (the OpenAPI document, the startup banner).
-    pub fn routes(&self) -> &RouteTable {
-        &self.routes
+    /// The API being served.
+    pub fn api(&self) -> &Arc<Api> {
+        &self.api
     }
 
     /// Answers one HTTP request. Never fails: errors become google.rpc.Status responses here.
@@ -103,20 +81,22 @@ impl Gateway {
         let rid = request_id(req.headers());
         // Deadlines count from the request's arrival, not from when the backend is called.
         req.extensions_mut().insert(Arrived(Instant::now()));
-        let mut resp = match self.transcode(req, &rid).await {
+        // The table stays the same for the whole request, whatever a reload does meanwhile.
+        let table = self.api.table();
+        let mut resp = match self.transcode(&table, req, &rid).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!(error = %e, request_id = ?rid, "request failed");
-                e.to_response(&self.pool)
+                e.to_response(&table.pool)
             }
         };
         resp.headers_mut().insert(REQUEST_ID, rid);
         resp
     }
 
-    async fn transcode(&self, req: Request<Body>, rid: &HeaderValue) -> Result<Response, GatewayError> {
+    async fn transcode(&self, table: &Table, req: Request<Body>, rid: &HeaderValue) -> Result<Response, GatewayError> {
         let (parts, body) = req.into_parts();
-        let (binding, captures) = self.routes.find(&parts.method, parts.uri.path())?;
+        let (binding, captures) = table.routes.find(&parts.method, parts.uri.path())?;
         match binding.kind {
             CallKind::Unary => {
                 let body = match binding.body {
@@ -128,7 +108,7 @@ impl Gateway {
             }
             CallKind::ServerStreaming => {
                 let request = self.encode(&binding, build_request(&binding, captures, parts.uri.query(), None)?)?;
-                self.server_stream(&binding, &parts, rid, request).await
+                self.server_stream(&binding, &parts, rid, request, &table.pool).await
             }
             CallKind::ClientStreaming => {
                 let fixed = url_values(&binding, captures, parts.uri.query())?;
@@ -136,7 +116,7 @@ impl Gateway {
             }
             CallKind::Bidi => {
                 let fixed = url_values(&binding, captures, parts.uri.query())?;
-                self.bidi(binding, parts, rid, fixed).await
+                self.bidi(binding, parts, rid, fixed, &table.pool).await
             }
         }
     }
@@ -165,14 +145,14 @@ impl Gateway {
 
     async fn unary(
         &self,
-        binding: &Binding,
+        binding: &Route,
         parts: &Parts,
         rid: &HeaderValue,
         request: Bytes,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, self.options.unary_timeout)?;
         let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
-        let call = crate::call::unary(&self.upstream, binding.grpc_path.clone(), meta, request);
+        let call = crate::call::unary(binding.upstream.pick(), binding.grpc_path.clone(), meta, request);
         let reply = within(timeout, arrival(parts), async { call.await.map_err(GatewayError::Grpc) }).await?;
         self.reply(binding, reply)
     }
@@ -180,16 +160,18 @@ impl Gateway {
     /// Server streaming: NDJSON, SSE or raw bytes, written as messages arrive.
     async fn server_stream(
         &self,
-        binding: &Binding,
+        binding: &Route,
         parts: &Parts,
         rid: &HeaderValue,
         request: Bytes,
+        pool: &DescriptorPool,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, None)?;
         let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
         let format = response_format(&parts.headers, binding.raw.is_some());
         let started = arrival(parts);
         let path = binding.grpc_path.clone();
+        let upstream = binding.upstream.pick();
         // The headers come back before the first message; a call that fails before that gets
         // the status table's HTTP status.
         let reply = within(timeout, started, async {
@@ -199,11 +181,11 @@ impl Gateway {
                     let raw = move |b: Bytes| {
                         extract_field(&b, number).ok_or_else(|| tonic::Status::internal("undecodable response message"))
                     };
-                    crate::call::server_streaming(&self.upstream, path, meta, request, raw).await
+                    crate::call::server_streaming(upstream, path, meta, request, raw).await
                 }
                 _ => {
                     let convert = json_item(binding.method.output(), binding.response_json.clone());
-                    crate::call::server_streaming(&self.upstream, path, meta, request, convert).await
+                    crate::call::server_streaming(upstream, path, meta, request, convert).await
                 }
             };
             call.map_err(GatewayError::Grpc)
@@ -218,7 +200,7 @@ impl Gateway {
             .get_all(header::TE)
             .iter()
             .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("trailers")));
-        let mut resp = Response::new(response_body(messages, format, self.pool.clone(), trailers));
+        let mut resp = Response::new(response_body(messages, format, pool.clone(), trailers));
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
         if format == ResponseFormat::Sse {
@@ -233,7 +215,7 @@ impl Gateway {
     /// Client streaming: an NDJSON body of messages, or a raw body cut into messages.
     async fn client_stream(
         &self,
-        binding: &Binding,
+        binding: &Route,
         parts: &Parts,
         rid: &HeaderValue,
         body: Body,
@@ -257,7 +239,7 @@ impl Gateway {
                 }
             };
         let (requests, mut bad_input) = guard_input(messages);
-        let call = crate::call::client_streaming(&self.upstream, binding.grpc_path.clone(), meta, requests);
+        let call = crate::call::client_streaming(binding.upstream.pick(), binding.grpc_path.clone(), meta, requests);
         let reply = within(timeout, arrival(parts), async {
             tokio::select! {
                 r = call => r.map_err(GatewayError::Grpc),
@@ -272,10 +254,11 @@ impl Gateway {
     /// Bidirectional: a WebSocket upgrade of the annotated route.
     async fn bidi(
         &self,
-        binding: Arc<Binding>,
+        binding: Arc<Route>,
         mut parts: Parts,
         rid: &HeaderValue,
         fixed: serde_json::Value,
+        pool: &DescriptorPool,
     ) -> Result<Response, GatewayError> {
         let ws = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(|e| {
             GatewayError::BadRequest(format!(
@@ -286,12 +269,12 @@ impl Gateway {
         let ctx = StreamContext::new(binding.method.input(), binding.body.clone(), fixed)?;
         let meta = CallMeta { metadata: self.metadata(&parts, rid)?, timeout: None };
         let call = crate::websocket::Call {
-            upstream: self.upstream.clone(),
+            upstream: binding.upstream.pick().clone(),
             path: binding.grpc_path.clone(),
             convert: Box::new(json_item(binding.method.output(), None)),
             meta,
             ctx,
-            pool: self.pool.clone(),
+            pool: pool.clone(),
             limit: self.options.max_body_size,
         };
         // The socket reads messages up to twice the limit whole, so that one over the limit is

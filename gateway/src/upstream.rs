@@ -148,6 +148,11 @@ impl Upstream {
         &self.inner.name
     }
 
+    /// The backend's origin (scheme and authority).
+    pub fn origin(&self) -> &Uri {
+        &self.inner.origin
+    }
+
     /// A tonic client for one call.
     pub fn grpc(&self) -> tonic::client::Grpc<Upstream> {
         tonic::client::Grpc::with_origin(self.clone(), self.inner.origin.clone())

@@ -51,7 +51,7 @@ impl System {
         let dir = tempfile::tempdir().unwrap();
         let grpc_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc = grpc_listener.local_addr().unwrap();
-        let mut backend_config = backend::Config::in_dir(grpc, dir.path());
+        let mut backend_config = backend::Config::in_dir(dir.path());
         adjust(&mut backend_config);
         let mut sys = System {
             grpc,

@@ -1,4 +1,4 @@
-//! The standalone gateway: `gateway --listen ADDR --backend URL`.
+//! The standalone gateway: `gateway --listen ADDR --backend URL [--proto FILE ...]`.
 
 use clap::Parser;
 
@@ -6,17 +6,17 @@ use clap::Parser;
 #[command(version, about = "Switchyard's REST/JSON to gRPC gateway")]
 struct Args {
     #[command(flatten)]
-    config: gateway::Config,
+    command: gateway::config::Command,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let args = Args::parse();
-    args.config.runtime()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.config.listen).await?;
-        tracing::info!(addr = %listener.local_addr()?, backend = %args.config.backend, "gateway listening");
-        gateway::run(listener, &args.config, switchyard_common::shutdown::signal()).await
-    })
+    let Args { command } = Args::parse();
+    let result = command.config.runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(command.run()));
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(gateway::config::exit_status(&e));
+    }
 }
