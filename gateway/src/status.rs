@@ -36,6 +36,9 @@ pub fn http_status(code: Code) -> StatusCode {
 /// gRPC servers send in `grpc-status-details-bin`; its `Any` details are printed canonically
 /// (`"@type"` plus the message's fields) through `pool`, which must know their types.
 pub fn status_json(code: Code, message: &str, details_bin: &[u8], pool: &DescriptorPool) -> Value {
+    // Some servers send no message (tonic, for a service it does not serve): say what the code
+    // means rather than nothing.
+    let message = if message.is_empty() { code.description() } else { message };
     json!({
         "code": code as i32,
         "message": message,
