@@ -74,6 +74,9 @@ async fn exercise_library(base: &str) {
     assert_status(&review, 501, 12);
 }
 
+/// A change to a gateway's configuration.
+type Adjust = Box<dyn Fn(&mut gateway::Config)>;
+
 /// The same API served from each kind of source: a descriptor set file, the `.proto` file
 /// compiled at start-up, and the backend's server reflection.
 #[tokio::test]
@@ -82,7 +85,7 @@ async fn serves_a_service_from_each_kind_of_source() {
     let dir = tempfile::tempdir().unwrap();
     let set = dir.path().join("library.pb");
     std::fs::write(&set, library_example::FILE_DESCRIPTOR_SET).unwrap();
-    let configs: Vec<(&str, Box<dyn Fn(&mut gateway::Config)>)> = vec![
+    let configs: Vec<(&str, Adjust)> = vec![
         ("descriptor set", Box::new(move |c| c.api.descriptor_sets = vec![set.clone()])),
         (
             "proto files",
