@@ -18,8 +18,9 @@ enum Command {
     Serve(switchyard::serve::ServeArgs),
     /// The gRPC backend alone.
     Backend(backend::config::Command),
-    /// The REST/JSON gateway alone, in front of any gRPC services.
-    Gateway(gateway::config::Command),
+    /// The REST/JSON gateway alone, in front of any gRPC services (and, with --legacy, of the
+    /// legacy REST API).
+    Gateway(switchyard::serve::GatewayArgs),
     /// Compare REST and gRPC side by side: native gRPC, the gateway over HTTP/1.1 and HTTP/2,
     /// and a legacy REST service, on the same store, interleaved.
     Bench(bench::BenchArgs),
@@ -34,9 +35,36 @@ enum Command {
         #[command(flatten)]
         api: gateway::config::ApiArgs,
     },
+    /// Migration mode's tools.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+    /// Write starter .proto files from an OpenAPI 3.0/3.1 document (the legacy API's).
+    Import {
+        /// The OpenAPI document (YAML or JSON).
+        openapi: std::path::PathBuf,
+        /// The proto package, e.g. petstore.v1.
+        #[arg(long)]
+        package: String,
+        /// The folder to write into (the file goes to <out>/<package path>/).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Write the reference services' FileDescriptorSet to standard output, to load them beside
     /// a team's own (`switchyard descriptors > reference.pb`, then `--descriptor-set reference.pb`).
     Descriptors,
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// Summarise a diff log: per route, pairs compared, match %, the fields that differ most,
+    /// latency of legacy against gRPC.
+    Report {
+        /// The --diff-log file.
+        diff_log: std::path::PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,7 +74,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The gateway alone sizes its runtime itself (see its --threads); the rest use tokio's default.
     let runtime = match &cli.command {
-        Some(Command::Gateway(command)) => command.config.runtime(),
+        Some(Command::Gateway(args)) => args.command.config.runtime(),
         _ => tokio::runtime::Runtime::new(),
     };
     let result = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
@@ -54,7 +82,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(gateway::config::exit_status(&e) as u8)
+            let config_error = e.downcast_ref::<migrate::MigrationError>().is_some()
+                || e.downcast_ref::<migrate::import::ImportError>().is_some();
+            ExitCode::from(if config_error { 2 } else { gateway::config::exit_status(&e) as u8 })
         }
     }
 }
@@ -68,7 +98,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(addr = %listener.local_addr()?, "backend listening");
             backend::run(listener, &command.config, switchyard_common::shutdown::signal()).await
         }
-        Some(Command::Gateway(command)) => command.run().await,
+        Some(Command::Gateway(args)) => switchyard::serve::gateway(args).await,
+        Some(Command::Migrate(MigrateCommand::Report { diff_log, json })) => {
+            let file = std::fs::File::open(&diff_log)?;
+            let (reports, skipped) = migrate::report::build(std::io::BufReader::new(file))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                print!("{}", migrate::report::render(&reports, skipped));
+            }
+            Ok(())
+        }
+        Some(Command::Import { openapi, package, out }) => {
+            let done = migrate::import::import(&openapi, &package, &out)?;
+            println!(
+                "wrote {} ({} services, {} RPCs); serve it with --proto {} --proto-path {}",
+                done.file.display(),
+                done.services,
+                done.rpcs,
+                done.import_path,
+                out.display()
+            );
+            if !done.notes.is_empty() {
+                eprintln!("not expressed in proto ({}), kept as comments:", done.notes.len());
+                for n in &done.notes {
+                    eprintln!("  - {n}");
+                }
+            }
+            Ok(())
+        }
         Some(Command::Bench(args)) => bench::run(args).await,
         Some(Command::LegacyRest(args)) => bench::legacy::run(args, switchyard_common::shutdown::signal()).await,
         Some(Command::Openapi { json, api }) => {

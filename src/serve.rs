@@ -22,6 +22,40 @@ pub struct ServeArgs {
     pub backend: backend::Config,
     #[command(flatten)]
     pub gateway: gateway::Config,
+    #[command(flatten)]
+    pub migration: migrate::Args,
+}
+
+/// `switchyard gateway`: the gateway's command line, with migration mode.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub command: gateway::config::Command,
+    #[command(flatten)]
+    pub migration: migrate::Args,
+}
+
+/// Puts migration mode in front of `gw` when its flags ask for it.
+fn with_migration(
+    gw: gateway::Gateway,
+    args: &migrate::Args,
+    config: &gateway::Config,
+) -> anyhow::Result<gateway::Gateway> {
+    if !args.enabled() {
+        return Ok(gw);
+    }
+    let migration = migrate::Migration::start(args, config.trusted_proxies.clone())?;
+    Ok(gw.with_dispatcher(std::sync::Arc::new(migration)))
+}
+
+/// Runs `switchyard gateway` until SIGINT/SIGTERM.
+pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let GatewayArgs { command, migration } = args;
+    let listener = TcpListener::bind(command.listen).await?;
+    let gw = with_migration(gateway::server::gateway(&command.config).await?, &migration, &command.config)?;
+    let backends: Vec<&str> = gw.api().upstreams().all().iter().map(|u| u.name()).collect();
+    tracing::info!(addr = %listener.local_addr()?, backends = ?backends, legacy = ?migration.legacy, "gateway listening");
+    gateway::server::serve_gateway(listener, gw, &command.config, switchyard_common::shutdown::signal()).await
 }
 
 /// The lines printed at start-up: where things are and what to try, with the real addresses.
@@ -51,7 +85,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut gateway_config = args.gateway.clone();
     gateway_config.api.backends.retain(|b| b.key.is_some());
     gateway_config.api.backends.push(gateway::upstreams::BackendSpec { key: None, url: format!("http://{grpc_addr}") });
-    let gateway = gateway::server::gateway(&gateway_config).await?;
+    let gateway = with_migration(gateway::server::gateway(&gateway_config).await?, &args.migration, &gateway_config)?;
 
     let stop = CancellationToken::new();
     let b = tokio::spawn(backend.serve(grpc_listener, stop.clone().cancelled_owned()));

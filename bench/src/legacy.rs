@@ -1,10 +1,13 @@
 //! The API as it was before migration: plain JSON over HTTP/1.1 on the same store, with no gRPC
 //! behind it. `switchyard bench` runs it as a child process (`switchyard legacy-rest`) so that
-//! "REST vs gRPC" and "what the gateway costs" are two separate numbers.
+//! "REST vs gRPC" and "what the gateway costs" are two separate numbers, and migration mode's
+//! tests and guide use it as "the old API".
 //!
-//! It serves the benchmarked calls on the gateway's paths with the gateway's JSON (the same
-//! pbjson types): GetUser, CreateUser, ListUsers (one page), a user's orders as NDJSON, and a
-//! raw-body upload.
+//! It has what a real old API has: its own JSON style (snake_case names, 64-bit numbers as JSON
+//! numbers, creation times as Unix seconds), its own OpenAPI document (`/openapi.json`), and a
+//! route with no gRPC counterpart (`GET /api/v1/users/search`). It serves GetUser, CreateUser,
+//! ListUsers (one page), DeleteUser, a user's orders as NDJSON, and a raw-body upload on the
+//! gateway's paths.
 
 use axum::Router;
 use axum::body::Body;
@@ -22,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use switchyard_proto::upload::v1::{UploadInfo, UploadResult};
-use switchyard_proto::user::v1::{CreateUserRequest, ListUsersResponse};
+use switchyard_proto::user::v1::{CreateUserRequest, User};
 use switchyard_proto::wkt::Timestamp;
 use tokio::io::AsyncWriteExt;
 
@@ -85,14 +88,76 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(value).unwrap_or_default()).into_response()
 }
 
+/// A user in the legacy API's own style.
+#[derive(serde::Serialize)]
+struct LegacyUser {
+    id: String,
+    name: String,
+    email: String,
+    age: i32,
+    active: bool,
+    roles: Vec<String>,
+    metadata: HashMap<String, String>,
+    created_at: LegacyCreatedAt,
+    status: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct LegacyCreatedAt {
+    /// Unix seconds, a JSON number (the gRPC API prints int64 as a string).
+    timestamp: i64,
+    timezone: String,
+}
+
+impl From<User> for LegacyUser {
+    fn from(u: User) -> Self {
+        let status = u.status().as_str_name();
+        let created = u.created_at.unwrap_or_default();
+        LegacyUser {
+            id: u.id,
+            name: u.name,
+            email: u.email,
+            age: u.age,
+            active: u.active,
+            roles: u.roles,
+            metadata: u.metadata.into_iter().collect(),
+            created_at: LegacyCreatedAt { timestamp: created.timestamp, timezone: created.timezone },
+            status,
+        }
+    }
+}
+
+/// An order in the legacy API's own style.
+fn legacy_order(o: switchyard_proto::order::v1::Order) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = o
+        .items
+        .iter()
+        .map(|i| serde_json::json!({"product_id": i.product_id, "name": i.name, "quantity": i.quantity, "price": i.price}))
+        .collect();
+    serde_json::json!({
+        "order_id": o.order_id,
+        "user_id": o.user_id,
+        "items": items,
+        "total": o.total,
+        "status": o.status().as_str_name(),
+        "created_at": o.created_at.map(|t| t.to_string()),
+        "updated_at": o.updated_at.map(|t| t.to_string()),
+    })
+}
+
 async fn get_user(State(app): State<Legacy>, Path(id): Path<String>) -> Result<Response, Failure> {
-    Ok(json(&app.store.get_user(&id).await?))
+    Ok(json(&LegacyUser::from(app.store.get_user(&id).await?)))
+}
+
+async fn delete_user(State(app): State<Legacy>, Path(id): Path<String>) -> Result<Response, Failure> {
+    app.store.delete_user(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn create_user(State(app): State<Legacy>, body: Bytes) -> Result<Response, Failure> {
     let req: CreateUserRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidArgument(format!("invalid JSON body: {e}")))?;
-    Ok(json(&backend::services::user::create_user(app.store.as_ref(), req).await?))
+    Ok(json(&LegacyUser::from(backend::services::user::create_user(app.store.as_ref(), req).await?)))
 }
 
 async fn list_users(State(app): State<Legacy>, Query(q): Query<HashMap<String, String>>) -> Result<Response, Failure> {
@@ -100,15 +165,36 @@ async fn list_users(State(app): State<Legacy>, Query(q): Query<HashMap<String, S
     let page = app.store.list_users(0, size.clamp(1, 1000)).await?;
     // One page is what the bench reads; the token is informative only.
     let next = page.next.map(|n| n.to_string()).unwrap_or_default();
-    Ok(json(&ListUsersResponse { users: page.users, next_page_token: next }))
+    let users: Vec<LegacyUser> = page.users.into_iter().map(LegacyUser::from).collect();
+    Ok(json(&serde_json::json!({"users": users, "next_page_token": next})))
 }
+
+/// `GET /api/v1/users/search?q=TEXT`: users whose name contains the text (the first 1000
+/// users are searched). The gRPC API has no such call: it stays on the legacy API.
+async fn search_users(
+    State(app): State<Legacy>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, Failure> {
+    let text = q.get("q").map(|s| s.to_lowercase()).unwrap_or_default();
+    let page = app.store.list_users(0, 1000).await?;
+    let users: Vec<LegacyUser> =
+        page.users.into_iter().filter(|u| u.name.to_lowercase().contains(&text)).map(LegacyUser::from).collect();
+    Ok(json(&serde_json::json!({"users": users})))
+}
+
+/// The legacy API's own OpenAPI document, as its team wrote it.
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], LEGACY_OPENAPI).into_response()
+}
+
+const LEGACY_OPENAPI: &str = include_str!("legacy-openapi.json");
 
 async fn user_orders(State(app): State<Legacy>, Path(id): Path<String>) -> Result<Response, Failure> {
     app.store.get_user(&id).await?;
     let lines = app.store.orders_of_user(&id, None).ready_chunks(256).map(|batch| {
         let mut buf = BytesMut::new();
         for order in batch {
-            let order = order.map_err(std::io::Error::other)?;
+            let order = legacy_order(order.map_err(std::io::Error::other)?);
             buf.extend_from_slice(b"{\"result\":");
             buf.extend_from_slice(&serde_json::to_vec(&order).map_err(std::io::Error::other)?);
             buf.extend_from_slice(b"}\n");
@@ -150,8 +236,10 @@ async fn upload(State(app): State<Legacy>, body: Body) -> Result<Response, Failu
 /// The legacy service's routes.
 pub fn router(store: Arc<dyn Store>, upload_dir: PathBuf) -> Router {
     Router::new()
+        .route("/openapi.json", get(openapi))
         .route("/api/v1/users", post(create_user).get(list_users))
-        .route("/api/v1/users/{id}", get(get_user))
+        .route("/api/v1/users/search", get(search_users))
+        .route("/api/v1/users/{id}", get(get_user).delete(delete_user))
         .route("/api/v1/users/{id}/orders", get(user_orders))
         .route("/api/v1/uploads", post(upload))
         .layer(axum::extract::DefaultBodyLimit::disable())

@@ -16,6 +16,7 @@
 //! - [`status`]: gRPC code to HTTP status, and the google.rpc.Status body with details;
 //! - [`error`]: the one error type, turned into a response in one place;
 //! - [`transcode`]: one request from route to response;
+//! - [`dispatch`]: the seam where migration mode decides who answers a request;
 //! - [`upstream`]: the pooled HTTP/2 connections to one backend, and the bound on calls in flight;
 //! - [`upstreams`]: which backend serves which service (`--backend [SERVICE_GLOB=]URL`);
 //! - [`hygiene`]: checks every request gets before routing (header size, Host);
@@ -29,6 +30,7 @@ pub mod call;
 pub mod config;
 pub mod connections;
 pub mod descriptor;
+pub mod dispatch;
 pub mod error;
 pub mod forwarded;
 pub mod hygiene;

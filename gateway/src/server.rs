@@ -2,6 +2,7 @@
 
 use crate::api::{Api, ApiConfig, ConfigError};
 use crate::config::Config;
+use crate::dispatch::Dispatcher;
 use crate::error::GatewayError;
 use crate::openapi::ApiInfo;
 use crate::transcode::Gateway;
@@ -119,6 +120,18 @@ pub fn router(gateway: Arc<Gateway>, cors_origins: &[String], body_read_timeout:
                 ([(http::header::CONTENT_TYPE, "application/json")], gw.api().table().openapi_json.clone())
             }),
         )
+        // Migration mode's counters (404 without it); the rest of /_switchyard is the gateway's
+        // own too, never proxied.
+        .route(
+            "/_switchyard/migration",
+            get(|State(gw): State<Arc<Gateway>>| async move {
+                match gw.dispatcher() {
+                    Some(d) => axum::Json(d.status()).into_response(),
+                    None => not_found("/_switchyard/migration"),
+                }
+            }),
+        )
+        .route("/_switchyard/{*rest}", axum::routing::any(|req: Request| async move { not_found(req.uri().path()) }))
         .fallback(|State(gw): State<Arc<Gateway>>, req: Request| async move { gw.handle(req).await })
         .with_state(gateway)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
@@ -158,8 +171,17 @@ fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::c
     // The default already leaves out SSE, gRPC, images and tiny bodies.
     let whole_responses_only = DefaultPredicate::new()
         .and(NotForContentType::new("application/x-ndjson"))
-        .and(NotForContentType::new("application/octet-stream"));
+        .and(NotForContentType::new("application/octet-stream"))
+        // Answers relayed from elsewhere (the legacy API) go out as they came.
+        .and(|_: http::StatusCode, _: http::Version, _: &http::HeaderMap, ext: &http::Extensions| {
+            ext.get::<crate::dispatch::Verbatim>().is_none()
+        });
     tower_http::compression::CompressionLayer::new().gzip(true).compress_when(whole_responses_only)
+}
+
+fn not_found(path: &str) -> Response {
+    let e = GatewayError::NoRoute { method: http::Method::GET, path: path.to_owned() };
+    e.to_response(&DescriptorPool::new()).into_response()
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
@@ -187,7 +209,11 @@ pub async fn serve_gateway(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let gateway = Arc::new(gateway);
-    let reloads = tokio::spawn(reload_on_signals(gateway.api().clone(), config.api.reflect_interval));
+    let reloads = tokio::spawn(reload_on_signals(
+        gateway.api().clone(),
+        gateway.dispatcher().cloned(),
+        config.api.reflect_interval,
+    ));
     let app = router(gateway, &config.cors_origins, config.body_read_timeout);
     let served = crate::connections::serve(listener, app, config.connection_limits(), shutdown).await;
     reloads.abort();
@@ -196,8 +222,8 @@ pub async fn serve_gateway(
 
 /// Reloads the API on SIGHUP, and every `interval` when it comes from reflection. A reload that
 /// fails is logged and the API keeps serving as it was.
-async fn reload_on_signals(api: Arc<Api>, interval: Option<Duration>) {
-    if !api.reloadable() {
+async fn reload_on_signals(api: Arc<Api>, dispatcher: Option<Arc<dyn Dispatcher>>, interval: Option<Duration>) {
+    if !api.reloadable() && dispatcher.is_none() {
         return;
     }
     #[cfg(unix)]
@@ -231,6 +257,11 @@ async fn reload_on_signals(api: Arc<Api>, interval: Option<Duration>) {
         }
         if let Err(e) = api.reload().await {
             tracing::error!(error = %e, "reload refused; the previous API keeps serving");
+        }
+        if let Some(d) = &dispatcher
+            && let Err(e) = d.reload()
+        {
+            tracing::error!(error = %e, "migration plan reload refused; the previous plan keeps serving");
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::api::{Api, Table};
 use crate::bind::{build_request, url_values};
 use crate::call::{CallMeta, Reply, StreamItem};
 use crate::connections::ClientInfo;
+use crate::dispatch::Dispatcher;
 use crate::error::GatewayError;
 use crate::forwarded::forwarding_headers;
 use crate::metadata::{REQUEST_ID, deadline, request_id, request_metadata, response_headers};
@@ -34,6 +35,8 @@ use std::time::{Duration, Instant};
 pub struct Gateway {
     /// The API: routes, descriptors, backends; swapped whole on reload.
     api: Arc<Api>,
+    /// What takes part in answering beside the gRPC routes (migration mode), if anything.
+    dispatcher: Option<Arc<dyn Dispatcher>>,
     /// Per-request settings.
     options: Options,
 }
@@ -68,7 +71,18 @@ fn json_item(output: MessageDescriptor, json_field: Option<String>) -> impl Fn(B
 impl Gateway {
     /// Serves `api`.
     pub fn new(api: Arc<Api>, options: Options) -> Self {
-        Gateway { api, options }
+        Gateway { api, dispatcher: None, options }
+    }
+
+    /// Lets `dispatcher` decide who answers each request (see [`crate::dispatch`]).
+    pub fn with_dispatcher(mut self, dispatcher: Arc<dyn Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
+    }
+
+    /// The dispatcher, if any.
+    pub fn dispatcher(&self) -> Option<&Arc<dyn Dispatcher>> {
+        self.dispatcher.as_ref()
     }
 
     /// The API being served.
@@ -77,7 +91,21 @@ impl Gateway {
     }
 
     /// Answers one HTTP request. Never fails: errors become google.rpc.Status responses here.
-    pub async fn handle(self: Arc<Self>, mut req: Request<Body>) -> Response {
+    pub async fn handle(self: Arc<Self>, req: Request<Body>) -> Response {
+        let Some(dispatcher) = self.dispatcher.clone() else {
+            return self.handle_grpc(req).await;
+        };
+        let table = self.api.table();
+        let found = table.routes.find(req.method(), req.uri().path()).ok();
+        let grpc = crate::dispatch::GrpcSide(self.clone());
+        match dispatcher.dispatch(req, found.as_ref().map(|(route, _)| route.as_ref()), grpc) {
+            Ok(answer) => answer.await,
+            Err(req) => self.handle_grpc(req).await,
+        }
+    }
+
+    /// Answers one HTTP request through its gRPC route, whatever a dispatcher would decide.
+    pub(crate) async fn handle_grpc(self: Arc<Self>, mut req: Request<Body>) -> Response {
         let rid = request_id(req.headers());
         // Deadlines count from the request's arrival, not from when the backend is called.
         req.extensions_mut().insert(Arrived(Instant::now()));
