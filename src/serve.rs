@@ -54,7 +54,9 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(command.listen).await?;
     let gw = with_migration(gateway::server::gateway(&command.config).await?, &migration, &command.config)?;
     let backends: Vec<&str> = gw.api().upstreams().all().iter().map(|u| u.name()).collect();
-    tracing::info!(addr = %listener.local_addr()?, backends = ?backends, legacy = ?migration.legacy, "gateway listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backends = ?backends, legacy = ?migration.legacy, "gateway listening");
+    println!("Switchyard gateway listening on http://{addr}");
     gateway::server::serve_gateway(listener, gw, &command.config, switchyard_common::shutdown::signal()).await
 }
 

@@ -254,6 +254,7 @@ pub async fn run(
     std::fs::create_dir_all(&args.upload_dir)?;
     let store = Arc::new(SqliteStore::open(&args.database).await?);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("legacy REST API listening on http://{}", listener.local_addr()?);
     use axum::serve::ListenerExt;
     // NODELAY, as on the gateway: the comparison is about protocols, not Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
