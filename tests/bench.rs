@@ -36,6 +36,8 @@ fn every_scenario_and_output_works() {
         "gateway-h1",
         "gateway-h2",
         "legacy-rest",
+        "legacy-passthrough",
+        "legacy-shadowed",
         "summary",
     ] {
         assert!(table.contains(word), "{word} missing from:\n{table}");
@@ -43,7 +45,7 @@ fn every_scenario_and_output_works() {
 
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let cells = report["cells"].as_array().unwrap();
-    assert_eq!(cells.len(), 5 * 2 * 4, "5 scenarios x 2 concurrency levels x 4 paths");
+    assert_eq!(cells.len(), 5 * 2 * 6, "5 scenarios x 2 concurrency levels x 6 paths");
     for c in cells {
         assert!(c["requests"].as_u64().unwrap() > 0, "no request succeeded in {c}");
         assert_eq!(c["errors"], serde_json::json!({}), "errors in {c}");
@@ -60,6 +62,8 @@ fn every_scenario_and_output_works() {
         let expected = match c["path"].as_str().unwrap() {
             "grpc" => vec!["backend"],
             "legacy-rest" => vec!["legacy-rest"],
+            "legacy-passthrough" => vec!["legacy-rest", "passthrough"],
+            "legacy-shadowed" => vec!["legacy-rest", "shadow"],
             _ => vec!["backend", "gateway"],
         };
         for p in expected {
@@ -68,7 +72,8 @@ fn every_scenario_and_output_works() {
     }
     assert!(report["payloads"].as_array().unwrap().len() >= 4);
     assert!(report["peak_rss_bytes"]["gateway"].as_u64().unwrap() > 0);
-    assert!(!report["summary"].as_array().unwrap().is_empty());
+    let summary = report["summary"].as_array().unwrap();
+    assert!(summary.iter().any(|r| r["what"].as_str().unwrap().contains("legacy-shadowed / legacy-passthrough")));
 
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg"));

@@ -21,12 +21,57 @@ impl Server {
     }
 }
 
-/// The three servers of a default run.
+/// The servers of a default run.
 pub struct Children {
     pub backend: Server,
     pub gateway: Server,
     pub legacy: Server,
+    /// A migration-mode gateway in front of the legacy service, every route on legacy.
+    pub passthrough: Server,
+    /// A migration-mode gateway shadowing the read routes.
+    pub shadow: Server,
 }
+
+/// The plan of the passthrough gateway: every benchmarked route stays on the legacy service.
+const PASSTHROUGH_PLAN: &str = r#"
+[[route]]
+match = "GET /api/v1/users/{user_id}"
+mode = "legacy"
+[[route]]
+match = "GET /api/v1/users"
+mode = "legacy"
+[[route]]
+match = "GET /api/v1/users/{user_id}/orders"
+mode = "legacy"
+[[route]]
+match = "POST /api/v1/users"
+mode = "legacy"
+[[route]]
+match = "POST /api/v1/uploads"
+mode = "legacy"
+"#;
+
+/// The plan of the shadow gateway: the read routes shadowed; the writes stay on legacy
+/// (shadowing them would write twice).
+const SHADOW_PLAN: &str = r#"
+[[route]]
+match = "GET /api/v1/users/{user_id}"
+mode = "shadow"
+rename = { created_at = "createdAt", next_page_token = "nextPageToken" }
+[[route]]
+match = "GET /api/v1/users"
+mode = "shadow"
+rename = { created_at = "createdAt", next_page_token = "nextPageToken" }
+[[route]]
+match = "GET /api/v1/users/{user_id}/orders"
+mode = "shadow"
+[[route]]
+match = "POST /api/v1/users"
+mode = "legacy"
+[[route]]
+match = "POST /api/v1/uploads"
+mode = "legacy"
+"#;
 
 /// An ephemeral loopback port: bound, read and released (the child binds it right after).
 fn free_port() -> std::io::Result<SocketAddr> {
@@ -107,17 +152,36 @@ impl Children {
             dir,
         )
         .await?;
-        Ok(Children { backend, gateway, legacy })
+        let passthrough_plan = dir.join("passthrough.toml");
+        std::fs::write(&passthrough_plan, PASSTHROUGH_PLAN)?;
+        let shadow_plan = dir.join("shadow.toml");
+        std::fs::write(&shadow_plan, SHADOW_PLAN)?;
+        let migration_gateway = |plan: &Path| -> anyhow::Result<Vec<String>> {
+            Ok(vec![
+                "gateway".into(),
+                "--listen".into(),
+                free_port()?.to_string(),
+                "--backend".into(),
+                format!("http://{}", backend.addr),
+                "--legacy".into(),
+                format!("http://{}", legacy.addr),
+                "--migration".into(),
+                s(plan),
+            ])
+        };
+        let passthrough = spawn("passthrough", &migration_gateway(&passthrough_plan)?, dir).await?;
+        let shadow = spawn("shadow", &migration_gateway(&shadow_plan)?, dir).await?;
+        Ok(Children { backend, gateway, legacy, passthrough, shadow })
     }
 
     /// Every server, for per-process figures.
-    pub fn all(&self) -> [&Server; 3] {
-        [&self.backend, &self.gateway, &self.legacy]
+    pub fn all(&self) -> [&Server; 5] {
+        [&self.backend, &self.gateway, &self.legacy, &self.passthrough, &self.shadow]
     }
 
     /// Stops the servers: SIGTERM, a moment to finish, then SIGKILL.
     pub async fn stop(mut self) {
-        for s in [&mut self.backend, &mut self.gateway, &mut self.legacy] {
+        for s in [&mut self.backend, &mut self.gateway, &mut self.legacy, &mut self.passthrough, &mut self.shadow] {
             if let Some(pid) = s.child.id() {
                 // SAFETY: signalling our own child.
                 unsafe {
@@ -125,7 +189,7 @@ impl Children {
                 }
             }
         }
-        for s in [&mut self.backend, &mut self.gateway, &mut self.legacy] {
+        for s in [&mut self.backend, &mut self.gateway, &mut self.legacy, &mut self.passthrough, &mut self.shadow] {
             if tokio::time::timeout(Duration::from_secs(5), s.child.wait()).await.is_err() {
                 let _ = s.child.kill().await;
             }

@@ -50,6 +50,10 @@ struct Targets {
     grpc: String,
     gateway: String,
     legacy: Option<String>,
+    /// Migration-mode gateways in front of the legacy service: every route passed through, and
+    /// the read routes shadowed.
+    passthrough: Option<String>,
+    shadow: Option<String>,
 }
 
 fn authority(url: &str) -> String {
@@ -61,7 +65,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let args = args.resolved();
     let dir = tempfile::tempdir()?;
     let (targets, children) = match (&args.grpc, &args.rest) {
-        (Some(g), Some(r)) => (Targets { grpc: g.clone(), gateway: r.clone(), legacy: args.legacy.clone() }, None),
+        (Some(g), Some(r)) => (
+            Targets {
+                grpc: g.clone(),
+                gateway: r.clone(),
+                legacy: args.legacy.clone(),
+                passthrough: None,
+                shadow: None,
+            },
+            None,
+        ),
         _ => {
             eprintln!("starting backend, gateway and legacy REST service in {}", dir.path().display());
             let c = Children::start(dir.path()).await?;
@@ -69,6 +82,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 grpc: format!("http://{}", c.backend.addr),
                 gateway: format!("http://{}", c.gateway.addr),
                 legacy: Some(format!("http://{}", c.legacy.addr)),
+                passthrough: Some(format!("http://{}", c.passthrough.addr)),
+                shadow: Some(format!("http://{}", c.shadow.addr)),
             };
             (t, Some(c))
         }
@@ -270,11 +285,12 @@ async fn slice(
 async fn connect(path: PathKind, targets: &Targets, grpc: &Channel, n: usize) -> anyhow::Result<Vec<Client>> {
     Ok(match path {
         PathKind::Grpc => (0..n).map(|_| Client::Grpc(grpc.clone())).collect(),
-        PathKind::GatewayH1 | PathKind::LegacyRest => {
-            let url = if path == PathKind::GatewayH1 {
-                &targets.gateway
-            } else {
-                targets.legacy.as_ref().expect("legacy path")
+        PathKind::GatewayH1 | PathKind::LegacyRest | PathKind::LegacyPassthrough | PathKind::LegacyShadowed => {
+            let url = match path {
+                PathKind::GatewayH1 => &targets.gateway,
+                PathKind::LegacyRest => targets.legacy.as_ref().expect("legacy path"),
+                PathKind::LegacyPassthrough => targets.passthrough.as_ref().expect("passthrough path"),
+                _ => targets.shadow.as_ref().expect("shadow path"),
             };
             let mut v = Vec::with_capacity(n);
             for _ in 0..n {
@@ -296,6 +312,9 @@ fn serves(path: PathKind, name: &str) -> bool {
         PathKind::Grpc => name == "backend",
         PathKind::GatewayH1 | PathKind::GatewayH2 => name == "backend" || name == "gateway",
         PathKind::LegacyRest => name == "legacy-rest",
+        PathKind::LegacyPassthrough => name == "legacy-rest" || name == "passthrough",
+        // The shadow's background calls count: they are what shadowing costs the machine.
+        PathKind::LegacyShadowed => name == "legacy-rest" || name == "shadow" || name == "backend",
     }
 }
 
@@ -334,6 +353,10 @@ async fn measure(
     let mut paths = vec![PathKind::Grpc, PathKind::GatewayH1, PathKind::GatewayH2];
     if targets.legacy.is_some() {
         paths.push(PathKind::LegacyRest);
+    }
+    if targets.passthrough.is_some() && targets.shadow.is_some() {
+        paths.push(PathKind::LegacyPassthrough);
+        paths.push(PathKind::LegacyShadowed);
     }
     let slices = args.scenarios.len() * args.concurrency.len() * paths.len() * (args.rounds as usize + 1);
     let bar = ProgressBar::new(slices as u64);

@@ -63,6 +63,21 @@ impl Report {
                 out.push(Ratio { what: format!("upload MB/s at c={lo}: {} / grpc", p.name()), value: a / b });
             }
         }
+        // Migration mode: what passing through costs over the legacy service alone, and what
+        // shadowing adds to the client's latency over passing through.
+        for (a, b) in [
+            (PathKind::LegacyPassthrough, PathKind::LegacyRest),
+            (PathKind::LegacyShadowed, PathKind::LegacyPassthrough),
+        ] {
+            for c in [lo, hi] {
+                if let (Some(x), Some(y)) = (p50(self, c, a), p50(self, c, b)) {
+                    out.push(Ratio {
+                        what: format!("get-user p50 at c={c}: {} / {}", a.name(), b.name()),
+                        value: x / y,
+                    });
+                }
+            }
+        }
         for s in &self.payloads {
             if s.grpc > 5 && s.json > 0 {
                 out.push(Ratio {

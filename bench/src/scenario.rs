@@ -59,6 +59,11 @@ pub enum PathKind {
     GatewayH2,
     /// The legacy REST service, HTTP/1.1 keep-alive, no gRPC behind it.
     LegacyRest,
+    /// The legacy REST service through a migration-mode gateway whose plan keeps every route
+    /// on it (passthrough).
+    LegacyPassthrough,
+    /// The same with the read routes shadowed: legacy answers, gRPC compared in the background.
+    LegacyShadowed,
 }
 
 impl PathKind {
@@ -68,6 +73,8 @@ impl PathKind {
             PathKind::GatewayH1 => "gateway-h1",
             PathKind::GatewayH2 => "gateway-h2",
             PathKind::LegacyRest => "legacy-rest",
+            PathKind::LegacyPassthrough => "legacy-passthrough",
+            PathKind::LegacyShadowed => "legacy-shadowed",
         }
     }
 }
