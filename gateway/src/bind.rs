@@ -248,8 +248,9 @@ pub fn build_request(
 ) -> Result<Value, GatewayError> {
     let input = binding.method.input();
     let mut obj = Object::new();
-    let mut skip: Vec<Vec<String>> =
-        binding.path_fields.iter().map(|chain| chain.iter().map(|f| f.name().to_owned()).collect()).collect();
+    // The query may not touch what the path or the body binds (worked out once per binding);
+    // an inferred update mask joins them.
+    let mut mask_skip: Option<Vec<Vec<String>>> = None;
     match (&binding.body, body) {
         (BodySpec::None, _) => {}
         (BodySpec::Whole, body) => {
@@ -272,7 +273,6 @@ pub fn build_request(
             }
         }
         (BodySpec::Field(field), body) => {
-            skip.push(vec![field.name().to_owned()]);
             if let Some(value) = body.filter(|v| !v.is_null()) {
                 if binding.http_method == Method::PATCH
                     && let (Some(mask), Kind::Message(m), Value::Object(o)) =
@@ -280,7 +280,9 @@ pub fn build_request(
                 {
                     let paths = infer_update_mask(&m, o, "");
                     obj.insert(mask.json_name().to_owned(), Value::String(paths.join(",")));
+                    let mut skip = binding.query_skip.clone();
                     skip.push(vec![mask.name().to_owned()]);
+                    mask_skip = Some(skip);
                 }
                 obj.insert(field.json_name().to_owned(), value);
             }
@@ -293,7 +295,7 @@ pub fn build_request(
         set_at(&mut obj, chain, value);
     }
     if let (Some(q), false) = (query, matches!(binding.body, BodySpec::Whole)) {
-        bind_query(&mut obj, &input, q, &skip)?;
+        bind_query(&mut obj, &input, q, mask_skip.as_deref().unwrap_or(&binding.query_skip))?;
     }
     Ok(Value::Object(obj))
 }
@@ -302,11 +304,6 @@ pub fn build_request(
 /// `wire::StreamContext`). The query may fill any field the path and the body field do not.
 pub fn url_values(binding: &Binding, captures: Captures, query: Option<&str>) -> Result<Value, GatewayError> {
     let mut obj = Object::new();
-    let mut skip: Vec<Vec<String>> =
-        binding.path_fields.iter().map(|chain| chain.iter().map(|f| f.name().to_owned()).collect()).collect();
-    if let BodySpec::Field(f) = &binding.body {
-        skip.push(vec![f.name().to_owned()]);
-    }
     for ((_, text), chain) in captures.into_iter().zip(&binding.path_fields) {
         let last = chain.last().expect("non-empty");
         let value = text_to_json(&last.kind(), &text)
@@ -314,7 +311,7 @@ pub fn url_values(binding: &Binding, captures: Captures, query: Option<&str>) ->
         set_at(&mut obj, chain, value);
     }
     if let Some(q) = query {
-        bind_query(&mut obj, &binding.method.input(), q, &skip)?;
+        bind_query(&mut obj, &binding.method.input(), q, &binding.query_skip)?;
     }
     Ok(Value::Object(obj))
 }

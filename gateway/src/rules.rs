@@ -120,6 +120,9 @@ pub struct Binding {
     pub grpc_path: http::uri::PathAndQuery,
     /// The JSON name of the `response_body` field, if any.
     pub response_json: Option<String>,
+    /// The field chains (proto names) the query string may not set: those the path binds, and
+    /// the body field.
+    pub query_skip: Vec<Vec<String>>,
 }
 
 impl Binding {
@@ -317,7 +320,15 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
         .parse()
         .map_err(|_| invalid(method, "the method's name is not a valid gRPC path"))?;
     let response_json = response_body.as_ref().map(|f| f.json_name().to_owned());
+    let mut query_skip: Vec<Vec<String>> = path_fields
+        .iter()
+        .map(|chain: &Vec<FieldDescriptor>| chain.iter().map(|f| f.name().to_owned()).collect())
+        .collect();
+    if let BodySpec::Field(f) = &body {
+        query_skip.push(vec![f.name().to_owned()]);
+    }
     Ok(Binding {
+        query_skip,
         grpc_path,
         response_json,
         method: method.clone(),
@@ -376,6 +387,46 @@ fn raw_spec(method: &MethodDescriptor) -> Result<Option<RawSpec>, RuleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_bindings_and_service_globs() {
+        let pool = DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let all = select_bindings(&pool, &Selection { services: vec![], default_bindings: true }).unwrap();
+        // Every annotated method keeps its routes; the infrastructure services get none.
+        assert!(all.iter().any(|b| b.template.to_string() == "/api/v1/users/{user_id}"));
+        assert!(all.iter().all(|b| !b.full_method().starts_with("grpc.")));
+        let users =
+            select_bindings(&pool, &Selection { services: vec!["user.v1.*".into()], default_bindings: false }).unwrap();
+        assert!(!users.is_empty() && users.iter().all(|b| b.full_method().starts_with("user.v1.")));
+        // A service with unannotated methods, given them by --default-bindings.
+        let health =
+            select_bindings(&pool, &Selection { services: vec!["switchyard.*".into()], default_bindings: true })
+                .unwrap();
+        assert!(health.is_empty());
+        let mut file = prost_types::FileDescriptorProto {
+            name: Some("plain.proto".into()),
+            package: Some("plain.v1".into()),
+            syntax: Some("proto3".into()),
+            ..Default::default()
+        };
+        file.message_type.push(prost_types::DescriptorProto { name: Some("M".into()), ..Default::default() });
+        file.service.push(prost_types::ServiceDescriptorProto {
+            name: Some("Plain".into()),
+            method: vec![prost_types::MethodDescriptorProto {
+                name: Some("Do".into()),
+                input_type: Some(".plain.v1.M".into()),
+                output_type: Some(".plain.v1.M".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let mut pool = DescriptorPool::new();
+        pool.add_file_descriptor_proto(file).unwrap();
+        assert!(select_bindings(&pool, &Selection::default()).unwrap().is_empty());
+        let b = select_bindings(&pool, &Selection { services: vec![], default_bindings: true }).unwrap();
+        assert_eq!((b[0].http_method.as_str(), b[0].template.to_string()), ("POST", "/plain.v1.Plain/Do".to_owned()));
+        assert!(matches!(b[0].body, BodySpec::Whole));
+    }
 
     #[test]
     fn reads_every_annotation_of_the_reference_protos() {
