@@ -27,6 +27,8 @@ pub struct Config {
     /// Largest accepted upload, in bytes (suffixes KiB, MiB, GiB allowed).
     #[arg(long, env = "SWITCHYARD_MAX_UPLOAD_SIZE", default_value = "1GiB", value_parser = switchyard_common::units::parse_size)]
     pub max_upload_size: u64,
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
 }
 
 impl Config {
@@ -37,6 +39,7 @@ impl Config {
             database: format!("sqlite://{}", dir.join("switchyard.db").display()),
             upload_dir: dir.join("uploads"),
             max_upload_size: 1 << 30,
+            auth: Default::default(),
         }
     }
 }

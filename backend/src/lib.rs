@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: the flags, shared with the `switchyard` binary;
+//! - [`auth`]: bearer tokens and JWTs, roles per method, as a tower layer;
 //! - [`store`]: persistence behind small per-domain traits, with SQLite as the default;
 //! - [`events`]: live fan-out (order watchers, chat rooms) behind the [`events::EventBus`] trait;
 //! - [`metrics`]: request counts and process CPU/memory, for Monitor;
@@ -11,6 +12,7 @@
 //!
 //! The binary in `src/bin/backend.rs` only parses flags, binds and calls [`server::run`].
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;

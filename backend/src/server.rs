@@ -34,6 +34,8 @@ pub const SERVICES: &[&str] = &[
 /// A backend with its store opened, ready to serve.
 pub struct Backend {
     store: Arc<dyn Store>,
+    /// Who may call what, when authentication is configured.
+    auth: Option<Arc<crate::auth::Authenticator>>,
     bus: Arc<InProcessBus>,
     counts: Arc<RequestCounts>,
     config: Config,
@@ -43,7 +45,12 @@ impl Backend {
     /// Opens the database named by the config (running migrations).
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let store = SqliteStore::open(&config.database).await?;
+        let auth = crate::auth::Authenticator::load(&config.auth)?.map(Arc::new);
+        if auth.is_none() {
+            tracing::warn!("no authentication configured (--auth-tokens, --jwt-…): every caller may call every method");
+        }
         Ok(Backend {
+            auth,
             store: Arc::new(store),
             bus: Arc::new(InProcessBus::new(BUS_CAPACITY)),
             counts: Arc::new(RequestCounts::new(SERVICES.iter().copied())),
@@ -92,6 +99,8 @@ impl Backend {
             )
             // Counts every call, for Monitor.
             .layer(CountLayer(self.counts.clone()))
+            // Who may call what: UNAUTHENTICATED / PERMISSION_DENIED before any service runs.
+            .layer(tower::util::option_layer(self.auth.clone().map(crate::auth::AuthLayer)))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

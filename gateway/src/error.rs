@@ -107,6 +107,10 @@ impl GatewayError {
         let mut resp = Response::new(Body::from(body));
         *resp.status_mut() = self.http_status();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // RFC 9110 §11.6.1: a 401 says how to authenticate.
+        if self.code() == Code::Unauthenticated {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let GatewayError::MethodNotAllowed { allow, .. } = self {
             let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
             if let Ok(v) = HeaderValue::from_str(&list) {

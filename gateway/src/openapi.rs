@@ -644,6 +644,16 @@ fn operation(schemas: &mut Schemas<'_>, b: &Binding, op_id: String) -> Value {
     if !b.template.variables.is_empty() {
         responses.insert("404".into(), status_response("Not found (NOT_FOUND)."));
     }
+    responses.insert(
+        "401".into(),
+        status_response("No valid credentials, when the backend requires them (UNAUTHENTICATED)."),
+    );
+    responses
+        .insert("403".into(), status_response("The credentials lack a role the method needs (PERMISSION_DENIED)."));
+    responses.insert(
+        "429".into(),
+        status_response("Too many requests, or a per-client quota ran out (RESOURCE_EXHAUSTED)."),
+    );
     responses.insert("431".into(), status_response("The request headers are over the size limit."));
     if has_body {
         responses.insert("408".into(), status_response("The request body stopped arriving (DEADLINE_EXCEEDED)."));
@@ -731,7 +741,12 @@ pub fn document<'b>(pool: &DescriptorPool, bindings: impl IntoIterator<Item = &'
         "servers": [{"url": info.server}],
         "tags": tags.into_values().collect::<Vec<_>>(),
         "paths": paths,
-        "components": {"schemas": schemas.built},
+        // A bearer token when the backend requires one (it may not: the scheme is optional).
+        "security": [{}, {"bearerAuth": []}],
+        "components": {
+            "schemas": schemas.built,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "A token of the backend's token file, or a JWT."}},
+        },
     })
 }
 
