@@ -27,6 +27,10 @@ pub struct Config {
     /// Largest accepted upload, in bytes (suffixes KiB, MiB, GiB allowed).
     #[arg(long, env = "SWITCHYARD_MAX_UPLOAD_SIZE", default_value = "1GiB", value_parser = switchyard_common::units::parse_size)]
     pub max_upload_size: u64,
+    /// Compress responses (`gzip` or `zstd`) for clients that accept it; requests are accepted
+    /// compressed either way. Off by default: on loopback it costs more CPU than it saves.
+    #[arg(long, env = "SWITCHYARD_COMPRESSION", value_parser = ["gzip", "zstd"])]
+    pub compression: Option<String>,
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
 }
@@ -39,6 +43,7 @@ impl Config {
             database: format!("sqlite://{}", dir.join("switchyard.db").display()),
             upload_dir: dir.join("uploads"),
             max_upload_size: 1 << 30,
+            compression: None,
             auth: Default::default(),
         }
     }

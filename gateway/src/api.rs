@@ -80,6 +80,11 @@ impl Api {
         &self.upstreams
     }
 
+    /// The backends, shared (for the health checker).
+    pub fn upstreams_arc(&self) -> Arc<Upstreams> {
+        self.upstreams.clone()
+    }
+
     /// Reads the sources again and swaps in the new table; on failure the old one stays and
     /// the error says why (file and line for a `.proto`).
     pub async fn reload(&self) -> Result<(), ConfigError> {

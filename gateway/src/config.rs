@@ -146,6 +146,18 @@ pub struct Config {
     /// Calls that may wait for one of those slots; beyond that a call gets 503 at once.
     #[arg(long, env = "SWITCHYARD_BACKEND_QUEUE", default_value_t = 512)]
     pub backend_queue: usize,
+    /// How often every backend's grpc.health.v1 service is asked whether it serves; one that
+    /// does not leaves its balanced set until it does again. 0: no checks.
+    #[arg(long, env = "SWITCHYARD_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+    /// Requests per second each client (by address) may make; beyond, 429 with Retry-After.
+    /// Default: no limit.
+    #[arg(long, env = "SWITCHYARD_RATE_LIMIT")]
+    pub rate_limit: Option<std::num::NonZeroU32>,
+    /// Compress requests to the backend (`gzip` or `zstd`); responses are accepted compressed
+    /// either way. Off by default: on loopback it costs more CPU than it saves.
+    #[arg(long, env = "SWITCHYARD_BACKEND_COMPRESSION", value_parser = ["gzip", "zstd"])]
+    pub backend_compression: Option<String>,
     /// Proxies (CIDR, e.g. 10.0.0.0/8) whose X-Forwarded-For, X-Forwarded-Proto,
     /// X-Forwarded-Host and Forwarded headers are kept and appended to; from anyone else they
     /// are replaced.
@@ -185,6 +197,7 @@ impl Config {
             idle_timeout: self.idle_timeout,
             http2_keepalive: Some(self.http2_keepalive_interval).filter(|d| !d.is_zero()),
             max_header_size: self.max_header_size,
+            rate_limit: self.rate_limit,
         }
     }
 
@@ -195,6 +208,11 @@ impl Config {
             max_concurrency: self.backend_max_concurrency.max(1),
             queue: self.backend_queue,
             keepalive: Some(self.http2_keepalive_interval).filter(|d| !d.is_zero()),
+            compression: match self.backend_compression.as_deref() {
+                Some("gzip") => Some(tonic::codec::CompressionEncoding::Gzip),
+                Some("zstd") => Some(tonic::codec::CompressionEncoding::Zstd),
+                _ => None,
+            },
             ..UpstreamOptions::default()
         }
     }

@@ -47,7 +47,12 @@ pub struct ConnectionLimits {
     /// The largest request header section the gateway answers itself (431 beyond it); the
     /// protocol layers accept somewhat more, so that the answer can carry a Status body.
     pub max_header_size: usize,
+    /// Requests per second per client address, if limited.
+    pub rate_limit: Option<std::num::NonZeroU32>,
 }
+
+/// Requests per second per client address (a token bucket per address, from `governor`).
+type RateLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
 
 /// Where a request came from, for `X-Forwarded-For` and friends.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +81,16 @@ pub async fn serve(
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let hard_stop = CancellationToken::new();
+    let limiter = limits.rate_limit.map(|n| Arc::new(RateLimiter::keyed(governor::Quota::per_second(n))));
+    // Forget the buckets of clients gone quiet, so the limiter's memory stays bounded.
+    let sweeper = limiter.clone().map(|l| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                l.retain_recent();
+            }
+        })
+    });
     tokio::pin!(shutdown);
     loop {
         let (tcp, addr) = tokio::select! {
@@ -108,6 +123,7 @@ pub async fn serve(
             info: ClientInfo { addr, tls: false },
             app: app.clone(),
             limits: limits.clone(),
+            limiter: limiter.clone(),
         };
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -129,6 +145,9 @@ pub async fn serve(
     drop(listener);
     switchyard_common::shutdown::drain("gateway", graceful.shutdown()).await;
     hard_stop.cancel();
+    if let Some(s) = sweeper {
+        s.abort();
+    }
     Ok(())
 }
 
@@ -334,6 +353,7 @@ struct Connection {
     info: ClientInfo,
     app: Router,
     limits: Arc<ConnectionLimits>,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Connection {
@@ -356,9 +376,21 @@ impl Connection {
         let counted = Counted(self.state.clone());
         req.extensions_mut().insert(self.info);
         let req = req.map(Body::new);
-        let resp = match crate::hygiene::check_request(&req, self.limits.max_header_size) {
-            Err(e) => e.to_response(&prost_reflect::DescriptorPool::new()),
-            Ok(()) => self.app.oneshot(req).await.unwrap_or_else(|never| match never {}),
+        let limited = self.limiter.as_ref().and_then(|l| {
+            l.check_key(&self.info.addr.ip()).err().map(|not_until| {
+                not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()))
+            })
+        });
+        let resp = if let Some(wait) = limited {
+            let mut resp = GatewayError::RateLimited.to_response(&prost_reflect::DescriptorPool::new());
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            resp
+        } else {
+            match crate::hygiene::check_request(&req, self.limits.max_header_size) {
+                Err(e) => e.to_response(&prost_reflect::DescriptorPool::new()),
+                Ok(()) => self.app.oneshot(req).await.unwrap_or_else(|never| match never {}),
+            }
         };
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             self.state.upgraded.store(true, Ordering::Release);

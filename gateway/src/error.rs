@@ -34,6 +34,9 @@ pub enum GatewayError {
     /// The request body stopped arriving for longer than the configured pause.
     #[error("the request body stopped arriving for longer than the body read timeout")]
     BodyTimeout,
+    /// The client is over its request rate (`--rate-limit`).
+    #[error("too many requests from this client; slow down")]
+    RateLimited,
     /// The gateway serves as many connections as it may.
     #[error("the gateway is serving its limit of {limit} connections; try again later")]
     TooManyConnections { limit: usize },
@@ -64,6 +67,7 @@ impl GatewayError {
             | GatewayError::UnsupportedMediaType(_) => Code::InvalidArgument,
             GatewayError::BodyTimeout => Code::DeadlineExceeded,
             GatewayError::TooManyConnections { .. } => Code::Unavailable,
+            GatewayError::RateLimited => Code::ResourceExhausted,
             GatewayError::Grpc(s) => s.code(),
             GatewayError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             GatewayError::ResponseEncoding(_) => Code::Internal,

@@ -45,6 +45,11 @@ impl RouteTable {
         RouteTable { routes }
     }
 
+    /// Every route.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+
     /// Every binding.
     pub fn bindings(&self) -> impl Iterator<Item = &Binding> {
         self.routes.iter().map(|r| &r.binding)

@@ -123,6 +123,9 @@ pub struct Binding {
     /// The field chains (proto names) the query string may not set: those the path binds, and
     /// the body field.
     pub query_skip: Vec<Vec<String>>,
+    /// Whether a call may be sent again after a failure: a GET binding, or a method marked
+    /// `idempotency_level = IDEMPOTENT` or `NO_SIDE_EFFECTS`.
+    pub idempotent: bool,
 }
 
 impl Binding {
@@ -327,7 +330,11 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
     if let BodySpec::Field(f) = &body {
         query_skip.push(vec![f.name().to_owned()]);
     }
+    // google.protobuf.MethodOptions.IdempotencyLevel: 1 NO_SIDE_EFFECTS, 2 IDEMPOTENT.
+    let level = method.method_descriptor_proto().options.as_ref().and_then(|o| o.idempotency_level).unwrap_or(0);
+    let idempotent = http_method == Method::GET || matches!(level, 1 | 2);
     Ok(Binding {
+        idempotent,
         query_skip,
         grpc_path,
         response_json,

@@ -107,6 +107,25 @@ pub fn router(gateway: Arc<Gateway>, cors_origins: &[String], body_read_timeout:
                 axum::Json(serde_json::json!({"status": "SERVING", "backends": backends}))
             }),
         )
+        // Readiness: 200 only when every served service has a backend the health checks found
+        // SERVING.
+        .route(
+            "/readyz",
+            get(|State(gw): State<Arc<Gateway>>| async move {
+                let table = gw.api().table();
+                let mut waiting: Vec<String> = table
+                    .routes
+                    .routes()
+                    .filter(|r| !r.upstream.ready())
+                    .map(|r| r.method.parent_service().full_name().to_owned())
+                    .collect();
+                waiting.sort();
+                waiting.dedup();
+                let status =
+                    if waiting.is_empty() { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
+                (status, axum::Json(serde_json::json!({"ready": waiting.is_empty(), "waiting": waiting})))
+            }),
+        )
         // The gateway's own endpoints: its API, described from the routes it serves now.
         .route(
             "/openapi.yaml",
@@ -209,6 +228,8 @@ pub async fn serve_gateway(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let gateway = Arc::new(gateway);
+    let checks = (!config.health_check_interval.is_zero())
+        .then(|| gateway.api().upstreams_arc().check_health(config.health_check_interval));
     let reloads = tokio::spawn(reload_on_signals(
         gateway.api().clone(),
         gateway.dispatcher().cloned(),
@@ -217,6 +238,9 @@ pub async fn serve_gateway(
     let app = router(gateway, &config.cors_origins, config.body_read_timeout);
     let served = crate::connections::serve(listener, app, config.connection_limits(), shutdown).await;
     reloads.abort();
+    if let Some(c) = checks {
+        c.abort();
+    }
     Ok(served?)
 }
 

@@ -180,7 +180,7 @@ impl Gateway {
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, self.options.unary_timeout)?;
         let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
-        let call = crate::call::unary(binding.upstream.pick(), binding.grpc_path.clone(), meta, request);
+        let call = retrying(binding, meta, request);
         let reply = within(timeout, arrival(parts), async { call.await.map_err(GatewayError::Grpc) }).await?;
         self.reply(binding, reply)
     }
@@ -314,6 +314,27 @@ impl Gateway {
             .max_frame_size(socket_limit)
             .on_upgrade(move |socket| crate::websocket::run(socket, call)))
     }
+}
+
+/// A unary call, tried again (on the next backend of the set, after a short jittered pause) when
+/// it failed with UNAVAILABLE and may safely run twice: idempotent methods only, never after an
+/// overload the gateway raised itself, and always within the caller's deadline (see [`within`]).
+async fn retrying(route: &Route, meta: CallMeta, request: Bytes) -> Result<Reply, tonic::Status> {
+    use backon::{ExponentialBuilder, Retryable};
+    let call = || crate::call::unary(route.upstream.pick(), route.grpc_path.clone(), meta.clone(), request.clone());
+    if !route.idempotent {
+        return call().await;
+    }
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(10))
+        .with_max_delay(Duration::from_millis(200))
+        .with_max_times(2)
+        .with_jitter();
+    call.retry(backoff)
+        .when(|s: &tonic::Status| {
+            s.code() == tonic::Code::Unavailable && !s.metadata().contains_key(crate::upstream::OVERLOAD)
+        })
+        .await
 }
 
 /// Runs a call within the client's deadline (if any), started at `started`.

@@ -39,6 +39,8 @@ pub struct UpstreamOptions {
     pub keepalive: Option<Duration>,
     /// Largest response header list accepted from the backend.
     pub max_response_headers: u32,
+    /// Compression of request messages, if any (responses are accepted compressed anyway).
+    pub compression: Option<tonic::codec::CompressionEncoding>,
 }
 
 impl Default for UpstreamOptions {
@@ -49,6 +51,7 @@ impl Default for UpstreamOptions {
             queue: 512,
             keepalive: Some(Duration::from_secs(20)),
             max_response_headers: 64 * 1024,
+            compression: None,
         }
     }
 }
@@ -75,7 +78,20 @@ struct Inner {
     next: AtomicUsize,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
+    /// What the last health check said: [`UNKNOWN`], [`SERVING`] or [`NOT_SERVING`].
+    health: std::sync::atomic::AtomicU8,
 }
+
+/// Not checked yet.
+pub const UNKNOWN: u8 = 0;
+/// The last check said SERVING.
+pub const SERVING: u8 = 1;
+/// The last check failed, or said something else; or a connection just failed.
+pub const NOT_SERVING: u8 = 2;
+
+/// Marks a status the gateway raised itself because a backend was at capacity: never retried
+/// (retrying an overload makes it worse).
+pub const OVERLOAD: &str = "x-switchyard-overload";
 
 /// One HTTP/2 connection and what it carries.
 struct Conn {
@@ -98,6 +114,8 @@ impl Conn {
 pub struct UpstreamStats {
     /// The backend's URL.
     pub url: String,
+    /// What the last health check said; none before the first.
+    pub serving: Option<bool>,
     /// Open HTTP/2 connections.
     pub connections: usize,
     /// Calls in flight, live streams included.
@@ -139,6 +157,7 @@ impl Upstream {
                 next: AtomicUsize::new(0),
                 slots,
                 waiting: AtomicUsize::new(0),
+                health: std::sync::atomic::AtomicU8::new(UNKNOWN),
             }),
         })
     }
@@ -155,7 +174,37 @@ impl Upstream {
 
     /// A tonic client for one call.
     pub fn grpc(&self) -> tonic::client::Grpc<Upstream> {
-        tonic::client::Grpc::with_origin(self.clone(), self.inner.origin.clone())
+        use tonic::codec::CompressionEncoding::{Gzip, Zstd};
+        let mut grpc = tonic::client::Grpc::with_origin(self.clone(), self.inner.origin.clone())
+            .accept_compressed(Gzip)
+            .accept_compressed(Zstd);
+        if let Some(c) = self.inner.options.compression {
+            grpc = grpc.send_compressed(c);
+        }
+        grpc
+    }
+
+    /// What the last health check said ([`UNKNOWN`], [`SERVING`], [`NOT_SERVING`]).
+    pub fn health(&self) -> u8 {
+        self.inner.health.load(Ordering::Relaxed)
+    }
+
+    /// Asks the backend's grpc.health.v1 service whether it is serving, and remembers it.
+    pub async fn check_health(&self) -> bool {
+        let mut client =
+            tonic_health::pb::health_client::HealthClient::with_origin(self.clone(), self.inner.origin.clone());
+        let req = tonic::Request::new(tonic_health::pb::HealthCheckRequest { service: String::new() });
+        let serving = match tokio::time::timeout(Duration::from_secs(2), client.check(req)).await {
+            Ok(Ok(r)) => {
+                r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            }
+            _ => false,
+        };
+        let before = self.inner.health.swap(if serving { SERVING } else { NOT_SERVING }, Ordering::Relaxed);
+        if before != UNKNOWN && (before == SERVING) != serving {
+            tracing::warn!(backend = %self.inner.name, serving, "backend health changed");
+        }
+        serving
     }
 
     /// What the upstream carries now, for `/healthz`.
@@ -163,6 +212,11 @@ impl Upstream {
         let conns = self.inner.conns.lock().expect("pool lock");
         let open: Vec<&Arc<Conn>> = conns.iter().filter(|c| !c.send.is_closed()).collect();
         UpstreamStats {
+            serving: match self.health() {
+                SERVING => Some(true),
+                NOT_SERVING => Some(false),
+                _ => None,
+            },
             url: self.inner.name.clone(),
             connections: open.len(),
             in_flight: self.inner.options.max_concurrency - self.inner.slots.available_permits(),
@@ -192,10 +246,12 @@ impl Inner {
         }
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.options.queue {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
-            return Err(tonic::Status::unavailable(format!(
+            let mut status = tonic::Status::unavailable(format!(
                 "backend {} is at capacity ({} calls in flight, {} waiting); try again later",
                 self.name, self.options.max_concurrency, self.options.queue
-            )));
+            ));
+            status.metadata_mut().insert(OVERLOAD, tonic::metadata::MetadataValue::from_static("1"));
+            return Err(status);
         }
         let _waiting = Waiting(&self.waiting);
         self.slots.clone().acquire_owned().await.map_err(|_| self.unavailable())
@@ -248,10 +304,12 @@ impl Inner {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => {
                 tracing::warn!(backend = %self.name, error = %e, "cannot connect to the backend");
+                self.health.store(NOT_SERVING, Ordering::Relaxed);
                 return Err(self.unavailable());
             }
             Err(_) => {
                 tracing::warn!(backend = %self.name, "connecting to the backend timed out");
+                self.health.store(NOT_SERVING, Ordering::Relaxed);
                 return Err(self.unavailable());
             }
         };

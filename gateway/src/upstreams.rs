@@ -50,11 +50,23 @@ impl UpstreamSet {
         UpstreamSet { members: members.into(), next: Arc::new(AtomicUsize::new(0)) }
     }
 
-    /// The backend for the next call.
+    /// The backend for the next call: the members take turns, skipping those the health
+    /// checks found not serving (while any other is left).
     pub fn pick(&self) -> &Upstream {
-        let i =
-            if self.members.len() == 1 { 0 } else { self.next.fetch_add(1, Ordering::Relaxed) % self.members.len() };
-        &self.members[i]
+        let n = self.members.len();
+        if n == 1 {
+            return &self.members[0];
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| &self.members[(start + k) % n])
+            .find(|u| u.health() != crate::upstream::NOT_SERVING)
+            .unwrap_or(&self.members[start % n])
+    }
+
+    /// Whether at least one member is known to be serving.
+    pub fn ready(&self) -> bool {
+        self.members.iter().any(|u| u.health() == crate::upstream::SERVING)
     }
 
     /// Every backend of the set.
@@ -129,6 +141,20 @@ impl Upstreams {
     /// Every distinct backend.
     pub fn all(&self) -> &[Upstream] {
         &self.all
+    }
+
+    /// Checks every backend's health now and then every `interval`, until the returned task is
+    /// dropped (aborted): an unhealthy backend leaves its sets, and comes back when it recovers.
+    pub fn check_health(self: &std::sync::Arc<Self>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let ups = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                futures::future::join_all(ups.all.iter().map(|u| u.check_health())).await;
+            }
+        })
     }
 }
 
