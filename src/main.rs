@@ -94,11 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => switchyard::serve::run(cli.serve).await,
         Some(Command::Serve(args)) => switchyard::serve::run(args).await,
-        Some(Command::Backend(command)) => {
-            let listener = tokio::net::TcpListener::bind(command.listen).await?;
-            tracing::info!(addr = %listener.local_addr()?, "backend listening");
-            backend::run(listener, &command.config, switchyard_common::shutdown::signal()).await
-        }
+        Some(Command::Backend(command)) => command.run(switchyard_common::shutdown::signal()).await,
         Some(Command::Gateway(args)) => switchyard::serve::gateway(args).await,
         Some(Command::Migrate(MigrateCommand::Report { diff_log, json })) => {
             let file = std::fs::File::open(&diff_log)?;

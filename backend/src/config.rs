@@ -10,8 +10,27 @@ pub struct Command {
     /// Address the gRPC server listens on (HTTP/2, plaintext).
     #[arg(long, env = "SWITCHYARD_BACKEND_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address for Prometheus metrics at `/metrics` (calls per method and gRPC code, latency);
+    /// off unless set. (`switchyard serve` shows them at the gateway's `/metrics`.)
+    #[arg(long, env = "SWITCHYARD_BACKEND_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub config: Config,
+}
+
+impl Command {
+    /// Binds the addresses and serves until `shutdown`.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        tracing::info!(addr = %listener.local_addr()?, database = %self.config.database, "backend listening");
+        if let Some(addr) = self.metrics_listen {
+            let metrics = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(addr = %metrics.local_addr()?, "backend metrics at /metrics");
+            let _ = switchyard_common::metrics::handle();
+            tokio::spawn(crate::metrics::serve(metrics));
+        }
+        crate::run(listener, &self.config, shutdown).await
+    }
 }
 
 /// How to run the backend (the address it listens on is the command's own flag).

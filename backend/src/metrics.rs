@@ -1,7 +1,9 @@
-//! The backend's own figures for Monitor: requests served per service, and the process's CPU
-//! and memory read from the kernel.
+//! The backend's own figures: requests served per service and the process's CPU and memory
+//! (read from the kernel) for Monitor; calls per method and gRPC code, and their latency, for
+//! Prometheus.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
@@ -62,22 +64,141 @@ pub struct Counted<S> {
     counts: Arc<RequestCounts>,
 }
 
-impl<S, B> tower::Service<http::Request<B>> for Counted<S>
+impl<S, B, R> tower::Service<http::Request<B>> for Counted<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
 {
-    type Response = S::Response;
+    type Response = http::Response<Recorded<R>>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Counting<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        self.counts.count(req.uri().path());
-        self.inner.call(req)
+        let path = req.uri().path();
+        self.counts.count(path);
+        // Only served methods get a label of their own: a scanner's random paths must not
+        // grow the metrics without bound.
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        let method = if self.counts.service(service).is_some() { path.to_owned() } else { "unknown".to_owned() };
+        Counting { inner: self.inner.call(req), call: Some(Call { method, started: Instant::now() }) }
     }
+}
+
+/// One call being answered: recorded when its status is known.
+struct Call {
+    method: String,
+    started: Instant,
+}
+
+impl Call {
+    /// Records the call with its gRPC status code (from the headers of a trailers-only answer
+    /// or from the trailers; a stream dropped before either counts as CANCELLED).
+    fn record(self, code: &str) {
+        let labels = [("method", self.method), ("code", code.to_owned())];
+        metrics::histogram!("switchyard_backend_call_duration_seconds", &labels[..1])
+            .record(self.started.elapsed().as_secs_f64());
+        metrics::counter!("switchyard_backend_calls_total", &labels).increment(1);
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get("grpc-status").and_then(|v| v.to_str().ok())
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a [`Counted`] call.
+    pub struct Counting<F> {
+        #[pin]
+        inner: F,
+        call: Option<Call>,
+    }
+}
+
+impl<F, R, E> std::future::Future for Counting<F>
+where
+    F: std::future::Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = Result<http::Response<Recorded<R>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let resp = match std::task::ready!(this.inner.poll(cx)) {
+            Ok(resp) => resp,
+            Err(e) => {
+                if let Some(call) = this.call.take() {
+                    call.record("13");
+                }
+                return Poll::Ready(Err(e));
+            }
+        };
+        let mut call = this.call.take();
+        if let Some(code) = grpc_status(resp.headers())
+            && let Some(c) = call.take()
+        {
+            c.record(code);
+        }
+        Poll::Ready(Ok(resp.map(|body| Recorded { inner: body, call })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records its call when the trailers pass (or when it is dropped).
+    pub struct Recorded<B> {
+        #[pin]
+        inner: B,
+        call: Option<Call>,
+    }
+
+    impl<B> PinnedDrop for Recorded<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(call) = this.project().call.take() {
+                call.record("1");
+            }
+        }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Recorded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(f)) = &frame
+            && let Some(trailers) = f.trailers_ref()
+            && let Some(call) = this.call.take()
+        {
+            call.record(grpc_status(trailers).unwrap_or("2"));
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves the process's Prometheus metrics at `/metrics` on their own listener (`switchyard
+/// backend --metrics-listen`), apart from the gRPC port.
+pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], switchyard_common::metrics::render())
+        }),
+    );
+    axum::serve(listener, app).await
 }
 
 /// CPU time (user + system) the process has used so far, in seconds.

@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - [`units`]: flag values with units (`30s`, `16KiB`);
+//! - [`metrics`]: the process's Prometheus recorder;
 //! - [`shutdown`]: the signal that stops a server, and the grace period of its drain.
 
+pub mod metrics;
 pub mod shutdown;
 pub mod units;

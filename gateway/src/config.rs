@@ -154,6 +154,10 @@ pub struct Config {
     /// Default: no limit.
     #[arg(long, env = "SWITCHYARD_RATE_LIMIT")]
     pub rate_limit: Option<std::num::NonZeroU32>,
+    /// One log line per request (method, route, status, gRPC code, latency, request id, bytes)
+    /// at info level: `on` or `off`.
+    #[arg(long, env = "SWITCHYARD_ACCESS_LOG", default_value = "on", value_parser = ["on", "off"])]
+    pub access_log: String,
     /// Compress requests to the backend (`gzip` or `zstd`); responses are accepted compressed
     /// either way. Off by default: on loopback it costs more CPU than it saves.
     #[arg(long, env = "SWITCHYARD_BACKEND_COMPRESSION", value_parser = ["gzip", "zstd"])]

@@ -110,6 +110,7 @@ impl GatewayError {
         let body = serde_json::to_vec(&self.to_json(pool)).unwrap_or_default();
         let mut resp = Response::new(Body::from(body));
         *resp.status_mut() = self.http_status();
+        resp.extensions_mut().insert(crate::observe::GrpcCode(self.code()));
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         // RFC 9110 §11.6.1: a 401 says how to authenticate.
         if self.code() == Code::Unauthenticated {

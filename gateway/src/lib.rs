@@ -16,6 +16,7 @@
 //! - [`status`]: gRPC code to HTTP status, and the google.rpc.Status body with details;
 //! - [`error`]: the one error type, turned into a response in one place;
 //! - [`transcode`]: one request from route to response;
+//! - [`observe`]: metrics and the access log of each request;
 //! - [`dispatch`]: the seam where migration mode decides who answers a request;
 //! - [`upstream`]: the pooled HTTP/2 connections to one backend, and the bound on calls in flight;
 //! - [`upstreams`]: which backend serves which service (`--backend [SERVICE_GLOB=]URL`);
@@ -36,6 +37,7 @@ pub mod forwarded;
 pub mod hygiene;
 pub mod json;
 pub mod metadata;
+pub mod observe;
 pub mod openapi;
 pub mod reflect;
 pub mod routes;

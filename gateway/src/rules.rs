@@ -126,6 +126,8 @@ pub struct Binding {
     /// Whether a call may be sent again after a failure: a GET binding, or a method marked
     /// `idempotency_level = IDEMPOTENT` or `NO_SIDE_EFFECTS`.
     pub idempotent: bool,
+    /// `GET /api/v1/users/{user_id}`: how metrics and the access log name the route.
+    pub label: String,
 }
 
 impl Binding {
@@ -333,7 +335,9 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
     // google.protobuf.MethodOptions.IdempotencyLevel: 1 NO_SIDE_EFFECTS, 2 IDEMPOTENT.
     let level = method.method_descriptor_proto().options.as_ref().and_then(|o| o.idempotency_level).unwrap_or(0);
     let idempotent = http_method == Method::GET || matches!(level, 1 | 2);
+    let label = format!("{http_method} {template}");
     Ok(Binding {
+        label,
         idempotent,
         query_skip,
         grpc_path,

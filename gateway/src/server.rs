@@ -71,7 +71,10 @@ pub async fn gateway(config: &Config) -> Result<Gateway, ConfigError> {
         unary_timeout: Some(config.timeout).filter(|t| !t.is_zero()),
         max_body_size: config.max_body_size,
         trusted_proxies: config.trusted_proxies.clone(),
+        access_log: config.access_log == "on",
     };
+    // Installs the process's metrics recorder before the first request records into it.
+    let _ = switchyard_common::metrics::handle();
     Ok(Gateway::new(Arc::new(api), options))
 }
 
@@ -105,6 +108,14 @@ pub fn router(gateway: Arc<Gateway>, cors_origins: &[String], body_read_timeout:
             get(|State(gw): State<Arc<Gateway>>| async move {
                 let backends: Vec<_> = gw.api().upstreams().all().iter().map(|u| u.stats()).collect();
                 axum::Json(serde_json::json!({"status": "SERVING", "backends": backends}))
+            }),
+        )
+        // Prometheus metrics of the gateway (and, in `switchyard serve`, of the backend).
+        .route(
+            "/metrics",
+            get(|State(gw): State<Arc<Gateway>>| async move {
+                crate::observe::backends(gw.api().upstreams());
+                ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], switchyard_common::metrics::render())
             }),
         )
         // Readiness: 200 only when every served service has a backend the health checks found

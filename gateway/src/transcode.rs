@@ -15,6 +15,7 @@ use crate::streaming::{
     RequestFormat, ResponseFormat, guard_input, ndjson_lines, raw_pieces, request_format, response_body,
     response_format,
 };
+use crate::template::Captures;
 use crate::wire::{EncodedMessage, RawEncoder, StreamContext, extract_field};
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -50,6 +51,8 @@ pub struct Options {
     pub max_body_size: usize,
     /// Proxies whose forwarding headers are kept.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Log one line per request.
+    pub access_log: bool,
 }
 
 /// When a request arrived.
@@ -92,26 +95,43 @@ impl Gateway {
 
     /// Answers one HTTP request. Never fails: errors become google.rpc.Status responses here.
     pub async fn handle(self: Arc<Self>, req: Request<Body>) -> Response {
-        let Some(dispatcher) = self.dispatcher.clone() else {
-            return self.handle_grpc(req).await;
-        };
+        let seen = crate::observe::Seen::new(&req);
+        // The table stays the same for the whole request, whatever a reload does meanwhile.
         let table = self.api.table();
-        let found = table.routes.find(req.method(), req.uri().path()).ok();
-        let grpc = crate::dispatch::GrpcSide(self.clone());
-        match dispatcher.dispatch(req, found.as_ref().map(|(route, _)| route.as_ref()), grpc) {
-            Ok(answer) => answer.await,
-            Err(req) => self.handle_grpc(req).await,
-        }
+        let found = table.routes.find(req.method(), req.uri().path());
+        let route = found.as_ref().ok().map(|(route, _)| route.clone());
+        let resp = match self.dispatcher.clone() {
+            None => self.answer(&table, req, found).await,
+            Some(dispatcher) => {
+                let grpc = crate::dispatch::GrpcSide(self.clone());
+                match dispatcher.dispatch(req, route.as_deref(), grpc) {
+                    Ok(answer) => answer.await,
+                    Err(req) => self.answer(&table, req, found).await,
+                }
+            }
+        };
+        seen.done(route.as_deref(), &resp, self.options.access_log);
+        resp
     }
 
     /// Answers one HTTP request through its gRPC route, whatever a dispatcher would decide.
-    pub(crate) async fn handle_grpc(self: Arc<Self>, mut req: Request<Body>) -> Response {
+    pub(crate) async fn handle_grpc(self: Arc<Self>, req: Request<Body>) -> Response {
+        let table = self.api.table();
+        let found = table.routes.find(req.method(), req.uri().path());
+        self.answer(&table, req, found).await
+    }
+
+    /// Transcodes a request whose route was looked up; any error becomes its Status response.
+    async fn answer(
+        &self,
+        table: &Table,
+        mut req: Request<Body>,
+        found: Result<(Arc<Route>, Captures), GatewayError>,
+    ) -> Response {
         let rid = request_id(req.headers());
         // Deadlines count from the request's arrival, not from when the backend is called.
         req.extensions_mut().insert(Arrived(Instant::now()));
-        // The table stays the same for the whole request, whatever a reload does meanwhile.
-        let table = self.api.table();
-        let mut resp = match self.transcode(&table, req, &rid).await {
+        let mut resp = match self.transcode(table, req, found, &rid).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!(error = %e, request_id = ?rid, "request failed");
@@ -122,9 +142,15 @@ impl Gateway {
         resp
     }
 
-    async fn transcode(&self, table: &Table, req: Request<Body>, rid: &HeaderValue) -> Result<Response, GatewayError> {
+    async fn transcode(
+        &self,
+        table: &Table,
+        req: Request<Body>,
+        found: Result<(Arc<Route>, Captures), GatewayError>,
+        rid: &HeaderValue,
+    ) -> Result<Response, GatewayError> {
         let (parts, body) = req.into_parts();
-        let (binding, captures) = table.routes.find(&parts.method, parts.uri.path())?;
+        let (binding, captures) = found?;
         match binding.kind {
             CallKind::Unary => {
                 let body = match binding.body {

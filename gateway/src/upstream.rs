@@ -304,11 +304,13 @@ impl Inner {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => {
                 tracing::warn!(backend = %self.name, error = %e, "cannot connect to the backend");
+                metrics::counter!("switchyard_gateway_backend_connection_failures_total", "backend" => self.name.clone()).increment(1);
                 self.health.store(NOT_SERVING, Ordering::Relaxed);
                 return Err(self.unavailable());
             }
             Err(_) => {
                 tracing::warn!(backend = %self.name, "connecting to the backend timed out");
+                metrics::counter!("switchyard_gateway_backend_connection_failures_total", "backend" => self.name.clone()).increment(1);
                 self.health.store(NOT_SERVING, Ordering::Relaxed);
                 return Err(self.unavailable());
             }

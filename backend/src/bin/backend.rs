@@ -15,7 +15,5 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let Args { command } = Args::parse();
-    let listener = tokio::net::TcpListener::bind(command.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, database = %command.config.database, "backend listening");
-    backend::run(listener, &command.config, switchyard_common::shutdown::signal()).await
+    command.run(switchyard_common::shutdown::signal()).await
 }

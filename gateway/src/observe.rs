@@ -1,0 +1,87 @@
+//! What each request leaves behind: Prometheus metrics (by route template, method, HTTP status
+//! and gRPC code: counts, latency, bytes) and one access-log line (method, route, status, code,
+//! latency, request id, bytes). The Authorization header is never logged.
+
+use crate::routes::Route;
+use axum::response::Response;
+use http::Method;
+use std::time::Instant;
+
+/// The gRPC code of an answer the gateway made from an error (successes carry none: OK).
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcCode(pub tonic::Code);
+
+/// A request being answered.
+pub struct Seen {
+    started: Instant,
+    method: Method,
+    bytes_in: u64,
+}
+
+impl Seen {
+    pub fn new<B>(req: &http::Request<B>) -> Self {
+        metrics::gauge!("switchyard_gateway_requests_in_flight").increment(1.0);
+        let bytes_in =
+            req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        Seen { started: Instant::now(), method: req.method().clone(), bytes_in }
+    }
+
+    /// Records the answer (its headers: a stream's duration is the time to its first byte).
+    pub fn done(self, route: Option<&Route>, resp: &Response, access_log: bool) {
+        metrics::gauge!("switchyard_gateway_requests_in_flight").decrement(1.0);
+        let elapsed = self.started.elapsed();
+        let legacy = resp.extensions().get::<crate::dispatch::Verbatim>().is_some();
+        let label = match (route, legacy) {
+            (_, true) => "legacy",
+            (Some(r), false) => r.label.as_str(),
+            (None, false) => "unmatched",
+        };
+        let status = resp.status().as_u16();
+        let code = match (resp.extensions().get::<GrpcCode>(), legacy) {
+            (Some(c), _) => c.0 as i32,
+            (None, false) => 0,
+            (None, true) => -1,
+        };
+        let bytes_out = http_body::Body::size_hint(resp.body()).exact();
+        let labels = [
+            ("route", label.to_owned()),
+            ("method", self.method.as_str().to_owned()),
+            ("status", status.to_string()),
+            ("code", if code < 0 { String::new() } else { code.to_string() }),
+        ];
+        metrics::counter!("switchyard_gateway_requests_total", &labels).increment(1);
+        let route_labels = [("route", label.to_owned())];
+        metrics::histogram!("switchyard_gateway_request_duration_seconds", &route_labels).record(elapsed.as_secs_f64());
+        metrics::counter!("switchyard_gateway_request_bytes_total", &route_labels).increment(self.bytes_in);
+        if let Some(n) = bytes_out {
+            metrics::counter!("switchyard_gateway_response_bytes_total", &route_labels).increment(n);
+        }
+        if access_log {
+            let request_id =
+                resp.headers().get(crate::metadata::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info!(
+                target: "switchyard::access",
+                method = %self.method,
+                route = label,
+                status,
+                code,
+                latency_ms = (elapsed.as_secs_f64() * 1e3 * 1e3).round() / 1e3,
+                request_id,
+                bytes_in = self.bytes_in,
+                bytes_out = bytes_out.unwrap_or(0),
+            );
+        }
+    }
+}
+
+/// Sets the gauges of each backend's state, for a scrape.
+pub fn backends(ups: &crate::upstreams::Upstreams) {
+    for u in ups.all() {
+        let stats = u.stats();
+        let b = [("backend", stats.url.clone())];
+        metrics::gauge!("switchyard_gateway_backend_up", &b).set(if stats.serving == Some(false) { 0.0 } else { 1.0 });
+        metrics::gauge!("switchyard_gateway_backend_connections", &b).set(stats.connections as f64);
+        metrics::gauge!("switchyard_gateway_backend_calls_in_flight", &b).set(stats.in_flight as f64);
+        metrics::gauge!("switchyard_gateway_backend_calls_waiting", &b).set(stats.waiting as f64);
+    }
+}
