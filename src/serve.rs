@@ -2,6 +2,8 @@
 //! talking to the backend over loopback gRPC exactly as it would across machines.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use switchyard_common::tls::ServerFiles;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +20,26 @@ pub struct ServeArgs {
     /// Address of the REST/JSON gateway.
     #[arg(long, env = "SWITCHYARD_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
+    /// The backend serves TLS with this certificate chain (PEM), which must name the
+    /// `--grpc-listen` address; give the gateway `--backend-ca` to trust it.
+    #[arg(long, env = "SWITCHYARD_BACKEND_TLS_CERT", requires = "grpc_tls_key")]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// The backend certificate's private key (PEM).
+    #[arg(long, env = "SWITCHYARD_BACKEND_TLS_KEY", requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<PathBuf>,
+    /// The backend requires client certificates signed by this CA (PEM); give the gateway
+    /// `--backend-cert` and `--backend-key`.
+    #[arg(long, env = "SWITCHYARD_BACKEND_TLS_CLIENT_CA", requires = "grpc_tls_cert")]
+    pub grpc_tls_client_ca: Option<PathBuf>,
+    /// The gateway serves HTTPS with this certificate chain (PEM).
+    #[arg(long, env = "SWITCHYARD_GATEWAY_TLS_CERT", requires = "http_tls_key")]
+    pub http_tls_cert: Option<PathBuf>,
+    /// The gateway certificate's private key (PEM).
+    #[arg(long, env = "SWITCHYARD_GATEWAY_TLS_KEY", requires = "http_tls_cert")]
+    pub http_tls_key: Option<PathBuf>,
+    /// The gateway requires client certificates signed by this CA (PEM).
+    #[arg(long, env = "SWITCHYARD_GATEWAY_TLS_CLIENT_CA", requires = "http_tls_cert")]
+    pub http_tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub backend: backend::Config,
     #[command(flatten)]
@@ -50,7 +72,8 @@ fn with_migration(
 
 /// Runs `switchyard gateway` until SIGINT/SIGTERM.
 pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let GatewayArgs { command, migration } = args;
+    let GatewayArgs { mut command, migration } = args;
+    command.apply_tls()?;
     let listener = TcpListener::bind(command.listen).await?;
     let gw = with_migration(gateway::server::gateway(&command.config).await?, &migration, &command.config)?;
     let backends: Vec<&str> = gw.api().upstreams().all().iter().map(|u| u.name()).collect();
@@ -61,24 +84,39 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
 }
 
 /// The lines printed at start-up: where things are and what to try, with the real addresses.
-pub fn banner(grpc: SocketAddr, http: SocketAddr, database: &str) -> String {
+pub fn banner(grpc: SocketAddr, http: SocketAddr, database: &str, grpc_tls: bool, http_tls: bool) -> String {
+    let web = if http_tls { format!("https://{http}") } else { format!("http://{http}") };
+    let grpcurl = if grpc_tls { "grpcurl -cacert CA.pem" } else { "grpcurl -plaintext" };
     format!(
         "Switchyard is running.\n\
-         \x20 gRPC backend : {grpc}   (database {database})\n\
-         \x20 REST gateway : http://{http}\n\
+         \x20 gRPC backend : {grpc}   (database {database}{grpc_note})\n\
+         \x20 REST gateway : {web}\n\
          \n\
          Try:\n\
-         \x20 curl -s -X POST http://{http}/api/v1/users -H 'Content-Type: application/json' \\\n\
+         \x20 curl -s -X POST {web}/api/v1/users -H 'Content-Type: application/json' \\\n\
          \x20      -d '{{\"name\":\"Ada Lovelace\",\"email\":\"ada@example.com\",\"age\":36}}'\n\
-         \x20 curl -s 'http://{http}/api/v1/users?pageSize=10'\n\
-         \x20 grpcurl -plaintext {grpc} list\n\
-         \x20 grpcurl -plaintext -d '{{\"page_size\":10}}' {grpc} user.v1.UserService/ListUsers\n\
-         Stop with Ctrl-C.\n"
+         \x20 curl -s '{web}/api/v1/users?pageSize=10'\n\
+         \x20 {grpcurl} {grpc} list\n\
+         \x20 {grpcurl} -d '{{\"page_size\":10}}' {grpc} user.v1.UserService/ListUsers\n\
+         Stop with Ctrl-C.\n",
+        grpc_note = if grpc_tls { ", TLS" } else { "" },
     )
 }
 
 /// Runs both servers until SIGINT/SIGTERM, then shuts both down gracefully.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
+    args.backend.tls = ServerFiles::from_flags(
+        args.grpc_tls_cert.as_ref(),
+        args.grpc_tls_key.as_ref(),
+        args.grpc_tls_client_ca.as_ref(),
+    )
+    .map_err(gateway::api::ConfigError::from)?;
+    args.gateway.tls = ServerFiles::from_flags(
+        args.http_tls_cert.as_ref(),
+        args.http_tls_key.as_ref(),
+        args.http_tls_client_ca.as_ref(),
+    )
+    .map_err(gateway::api::ConfigError::from)?;
     let grpc_listener = TcpListener::bind(args.grpc_listen).await?;
     let http_listener = TcpListener::bind(args.http_listen).await?;
     let grpc_addr = grpc_listener.local_addr()?;
@@ -86,7 +124,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let backend = backend::Backend::open(&args.backend).await?;
     let mut gateway_config = args.gateway.clone();
     gateway_config.api.backends.retain(|b| b.key.is_some());
-    gateway_config.api.backends.push(gateway::upstreams::BackendSpec { key: None, url: format!("http://{grpc_addr}") });
+    let scheme = if args.backend.tls.is_some() { "https" } else { "http" };
+    gateway_config
+        .api
+        .backends
+        .push(gateway::upstreams::BackendSpec { key: None, url: format!("{scheme}://{grpc_addr}") });
     let gateway = with_migration(gateway::server::gateway(&gateway_config).await?, &args.migration, &gateway_config)?;
 
     let stop = CancellationToken::new();
@@ -95,7 +137,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         async move { gateway::server::serve_gateway(http_listener, gateway, &gateway_config, stop.cancelled_owned()).await }
     });
-    println!("{}", banner(grpc_addr, http_addr, &args.backend.database));
+    let tls = (args.backend.tls.is_some(), args.gateway.tls.is_some());
+    println!("{}", banner(grpc_addr, http_addr, &args.backend.database, tls.0, tls.1));
     switchyard_common::shutdown::signal().await;
     stop.cancel();
     b.await??;

@@ -14,13 +14,27 @@ pub struct Command {
     /// off unless set. (`switchyard serve` shows them at the gateway's `/metrics`.)
     #[arg(long, env = "SWITCHYARD_BACKEND_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve TLS with this certificate chain (PEM); reloaded on SIGHUP.
+    #[arg(long, env = "SWITCHYARD_BACKEND_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "SWITCHYARD_BACKEND_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "SWITCHYARD_BACKEND_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub config: Config,
 }
 
 impl Command {
     /// Binds the addresses and serves until `shutdown`.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        self.config.tls = switchyard_common::tls::ServerFiles::from_flags(
+            self.tls_cert.as_ref(),
+            self.tls_key.as_ref(),
+            self.tls_client_ca.as_ref(),
+        )?;
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         tracing::info!(addr = %listener.local_addr()?, database = %self.config.database, "backend listening");
         if let Some(addr) = self.metrics_listen {
@@ -52,6 +66,9 @@ pub struct Config {
     pub compression: Option<String>,
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
+    /// TLS for the gRPC port (its flags are the command's: `--tls-…` or `--grpc-tls-…`).
+    #[arg(skip)]
+    pub tls: Option<switchyard_common::tls::ServerFiles>,
 }
 
 impl Config {
@@ -64,6 +81,7 @@ impl Config {
             max_upload_size: 1 << 30,
             compression: None,
             auth: Default::default(),
+            tls: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`store`]: persistence behind small per-domain traits, with SQLite as the default;
 //! - [`events`]: live fan-out (order watchers, chat rooms) behind the [`events::EventBus`] trait;
 //! - [`metrics`]: request counts and process CPU/memory, for Monitor;
+//! - [`tls`]: the gRPC port's connections, plaintext or TLS with certificates reloaded on SIGHUP;
 //! - [`services`]: the tonic service implementations (users, orders, uploads, chat, types);
 //! - [`error`]: the one error type and its mapping to gRPC statuses with details;
 //! - [`server`]: assembles services, health and reflection and serves them on a listener.
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{Backend, run};

@@ -15,7 +15,6 @@ use switchyard_proto::user::v1::user_service_server::UserServiceServer;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 /// The request header list size the backend advertises and accepts.
 pub const MAX_HEADER_LIST: u32 = 64 * 1024;
@@ -35,6 +34,8 @@ pub const SERVICES: &[&str] = &[
 /// A backend with its store opened, ready to serve.
 pub struct Backend {
     store: Arc<dyn Store>,
+    /// TLS for the gRPC port, when configured.
+    tls: Option<Arc<switchyard_common::tls::ServerTls>>,
     /// Who may call what, when authentication is configured.
     auth: Option<Arc<crate::auth::Authenticator>>,
     bus: Arc<InProcessBus>,
@@ -50,7 +51,14 @@ impl Backend {
         if auth.is_none() {
             tracing::warn!("no authentication configured (--auth-tokens, --jwt-…): every caller may call every method");
         }
+        let tls = match &config.tls {
+            Some(files) => {
+                Some(switchyard_common::tls::ServerTls::load(files.clone(), switchyard_common::tls::ALPN_H2)?)
+            }
+            None => None,
+        };
         Ok(Backend {
+            tls,
             auth,
             store: Arc::new(store),
             bus: Arc::new(InProcessBus::new(BUS_CAPACITY)),
@@ -103,8 +111,10 @@ impl Backend {
             }};
         }
         let uploads = UploadApi::new(self.store.clone(), self.config.upload_dir.clone(), self.config.max_upload_size)?;
-        // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        if let Some(tls) = &self.tls {
+            switchyard_common::tls::reload_on_sighup("backend", tls.clone());
+        }
+        let incoming = crate::tls::incoming(listener, self.tls.clone());
         let stop = tokio_util::sync::CancellationToken::new();
         let serving = Server::builder()
             // Room for what gateways forward (their own limit is 16 KiB by default) plus gRPC's

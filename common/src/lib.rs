@@ -8,4 +8,5 @@
 
 pub mod metrics;
 pub mod shutdown;
+pub mod tls;
 pub mod units;

@@ -21,8 +21,8 @@ pub const ALPN_H2_HTTP1: &[&[u8]] = &[b"h2", b"http/1.1"];
 /// Why TLS files cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: rustls::pki_types::pem::Error },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: rustls::pki_types::pem::Error },
     #[error("{path} holds no certificate")]
     NoCertificate { path: PathBuf },
     #[error("{what}: {source}")]
@@ -38,7 +38,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let read = |source| TlsError::Read { path: path.to_owned(), source };
+    let read = |reason| TlsError::Read { path: path.to_owned(), reason };
     let certs = CertificateDer::pem_file_iter(path).map_err(read)?.collect::<Result<Vec<_>, _>>().map_err(read)?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { path: path.to_owned() });
@@ -47,7 +47,7 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+    PrivateKeyDer::from_pem_file(path).map_err(|reason| TlsError::Read { path: path.to_owned(), reason })
 }
 
 fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
@@ -70,7 +70,8 @@ pub struct ServerFiles {
 }
 
 impl ServerFiles {
-    /// The files from the flags: none, or a certificate with its key (and maybe a client CA).
+    /// The files from the flags: none, or a certificate with its key (and maybe a client CA),
+    /// read once here so that a server with unusable files fails before it says it listens.
     pub fn from_flags(
         cert: Option<&PathBuf>,
         key: Option<&PathBuf>,
@@ -78,7 +79,9 @@ impl ServerFiles {
     ) -> Result<Option<Self>, TlsError> {
         match (cert, key) {
             (Some(cert), Some(key)) => {
-                Ok(Some(ServerFiles { cert: cert.clone(), key: key.clone(), client_ca: client_ca.cloned() }))
+                let files = ServerFiles { cert: cert.clone(), key: key.clone(), client_ca: client_ca.cloned() };
+                files.config(&[])?;
+                Ok(Some(files))
             }
             (None, None) if client_ca.is_none() => Ok(None),
             (None, None) => Err(TlsError::Flags("a client CA needs --tls-cert and --tls-key")),
@@ -106,6 +109,7 @@ impl ServerFiles {
 }
 
 /// A server's TLS: the current configuration, reloadable.
+#[derive(Debug)]
 pub struct ServerTls {
     files: ServerFiles,
     alpn: &'static [&'static [u8]],
@@ -173,6 +177,7 @@ impl ClientFiles {
 }
 
 /// The gateway's client TLS: the current configuration, reloadable.
+#[derive(Debug)]
 pub struct ClientTls {
     files: ClientFiles,
     current: ArcSwap<ClientConfig>,

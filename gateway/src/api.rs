@@ -37,6 +37,8 @@ pub enum ConfigError {
     Rules(#[from] RuleError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Tls(#[from] switchyard_common::tls::TlsError),
     #[error("no --backend serves {0}: give a default --backend URL, or one keyed by a pattern that matches it")]
     NoBackend(String),
     #[error("{0}")]

@@ -9,6 +9,7 @@ use crate::upstreams::BackendSpec;
 use ipnet::IpNet;
 use std::path::PathBuf;
 use std::time::Duration;
+use switchyard_common::tls::{ClientFiles, ClientTls, ServerFiles, TlsError};
 use switchyard_common::units::{parse_duration, parse_mem_size};
 
 /// What the gateway serves and where calls go: shared by `gateway`, `switchyard gateway`,
@@ -78,6 +79,15 @@ pub struct Command {
     /// Address the REST/JSON server listens on (HTTP/1.1 and h2c on the same port).
     #[arg(long, env = "SWITCHYARD_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM); reloaded on SIGHUP.
+    #[arg(long, env = "SWITCHYARD_GATEWAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "SWITCHYARD_GATEWAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM).
+    #[arg(long, env = "SWITCHYARD_GATEWAY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub config: Config,
 }
@@ -85,12 +95,22 @@ pub struct Command {
 impl Command {
     /// Binds, loads the API and serves until SIGINT/SIGTERM. A configuration the gateway
     /// cannot serve is an error the caller should end with exit status 2 (see [`exit_status`]).
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        self.apply_tls()?;
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         let gateway = crate::server::gateway(&self.config).await?;
         let backends: Vec<&str> = gateway.api().upstreams().all().iter().map(|u| u.name()).collect();
         tracing::info!(addr = %listener.local_addr()?, backends = ?backends, "gateway listening");
         crate::server::serve_gateway(listener, gateway, &self.config, switchyard_common::shutdown::signal()).await
+    }
+}
+
+impl Command {
+    /// Moves the listener's TLS flags into the settings.
+    pub fn apply_tls(&mut self) -> Result<(), crate::api::ConfigError> {
+        self.config.tls =
+            ServerFiles::from_flags(self.tls_cert.as_ref(), self.tls_key.as_ref(), self.tls_client_ca.as_ref())?;
+        Ok(())
     }
 }
 
@@ -176,6 +196,18 @@ pub struct Config {
     /// any. Default: none, so only same-origin pages can.
     #[arg(long = "cors-origin", env = "SWITCHYARD_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// The CA (PEM) `https://` backends' certificates must chain to. Default: the system's.
+    #[arg(long, env = "SWITCHYARD_BACKEND_CA")]
+    pub backend_ca: Option<PathBuf>,
+    /// A client certificate (PEM) the gateway shows `https://` backends (mutual TLS).
+    #[arg(long, env = "SWITCHYARD_BACKEND_CLIENT_CERT", requires = "backend_key")]
+    pub backend_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "SWITCHYARD_BACKEND_CLIENT_KEY", requires = "backend_cert")]
+    pub backend_key: Option<PathBuf>,
+    /// TLS for the listener (its flags are the command's: `--tls-…` or `--http-tls-…`).
+    #[arg(skip)]
+    pub tls: Option<ServerFiles>,
 }
 
 impl Config {
@@ -205,9 +237,23 @@ impl Config {
         }
     }
 
-    /// How to use the backend's connections.
-    pub fn upstream_options(&self) -> UpstreamOptions {
-        UpstreamOptions {
+    /// How to use the backend's connections. TLS settings are read when a TLS flag is given or
+    /// a backend is `https://`.
+    pub fn upstream_options(&self) -> Result<UpstreamOptions, TlsError> {
+        let wants_tls = self.backend_ca.is_some()
+            || self.backend_cert.is_some()
+            || self.api.backends.iter().any(|b| b.url.starts_with("https://"));
+        let tls = if wants_tls {
+            Some(ClientTls::load(ClientFiles {
+                ca: self.backend_ca.clone(),
+                cert: self.backend_cert.clone(),
+                key: self.backend_key.clone(),
+            })?)
+        } else {
+            None
+        };
+        Ok(UpstreamOptions {
+            tls,
             connections: self.backend_connections.max(1),
             max_concurrency: self.backend_max_concurrency.max(1),
             queue: self.backend_queue,
@@ -218,7 +264,7 @@ impl Config {
                 _ => None,
             },
             ..UpstreamOptions::default()
-        }
+        })
     }
 
     /// The runtime this gateway runs on (see `threads`).

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use switchyard_common::tls::ServerTls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -72,6 +73,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     raise_descriptor_limit(limits.max_connections);
@@ -120,7 +122,7 @@ pub async fn serve(
         };
         let conn = Connection {
             state: Arc::new(ConnState::new()),
-            info: ClientInfo { addr, tls: false },
+            info: ClientInfo { addr, tls: tls.is_some() },
             app: app.clone(),
             limits: limits.clone(),
             limiter: limiter.clone(),
@@ -128,11 +130,29 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let hard_stop = hard_stop.clone();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             let io = Watched::new(tcp, conn.state.clone(), conn.limits.clone());
-            let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), conn.service());
+            let served = async {
+                let Some(acceptor) = acceptor else {
+                    let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), conn.service());
+                    return watcher.watch(serving).await;
+                };
+                // The handshake is part of the request head: it gets the header read timeout
+                // (`Watched` fails a read past it).
+                let tls = match acceptor.accept(io).await {
+                    Ok(tls) => tls,
+                    Err(e) => {
+                        tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                        return Ok(());
+                    }
+                };
+                conn.state.handshaken(tls.get_ref().1.alpn_protocol() == Some(b"h2"));
+                let serving = builder.serve_connection_with_upgrades(TokioIo::new(tls), conn.service());
+                watcher.watch(serving).await
+            };
             tokio::select! {
-                r = watcher.watch(serving) => {
+                r = served => {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, "client connection ended with an error");
                     }
@@ -240,6 +260,13 @@ impl ConnState {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since.store(self.now_ms(), Ordering::Release);
         }
+    }
+
+    /// The TLS handshake is done: from here the connection is idle until a request starts.
+    fn handshaken(&self, http2: bool) {
+        self.http2.store(http2, Ordering::Relaxed);
+        self.idle_since.store(self.now_ms(), Ordering::Release);
+        self.head_started.store(0, Ordering::Release);
     }
 
     fn on_bytes(&self) {

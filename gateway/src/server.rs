@@ -15,6 +15,7 @@ use prost_reflect::DescriptorPool;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_common::tls::ServerTls;
 use tokio::net::TcpListener;
 
 /// The reference services' descriptors, served when no API source is given.
@@ -55,7 +56,11 @@ pub fn api_info(sources_given: bool) -> ApiInfo {
 /// Loads the API `config` names (the reference services when it names none) and connects
 /// (lazily) to its backends. A configuration the gateway cannot serve is a [`ConfigError`].
 pub async fn gateway(config: &Config) -> Result<Gateway, ConfigError> {
-    let upstreams = Arc::new(Upstreams::new(&config.api.backends, &config.upstream_options())?);
+    let options = config.upstream_options()?;
+    if let Some(tls) = &options.tls {
+        switchyard_common::tls::reload_on_sighup("gateway's backend connections", tls.clone());
+    }
+    let upstreams = Arc::new(Upstreams::new(&config.api.backends, &options)?);
     let sources = config.api.sources();
     if sources.is_empty() && reference_set().is_none() {
         return Err(ConfigError::Other("no API to serve: give --descriptor-set, --proto or --reflect".into()));
@@ -246,8 +251,16 @@ pub async fn serve_gateway(
         gateway.dispatcher().cloned(),
         config.api.reflect_interval,
     ));
+    let tls = match &config.tls {
+        Some(files) => {
+            let tls = ServerTls::load(files.clone(), switchyard_common::tls::ALPN_H2_HTTP1)?;
+            switchyard_common::tls::reload_on_sighup("gateway", tls.clone());
+            Some(tls)
+        }
+        None => None,
+    };
     let app = router(gateway, &config.cors_origins, config.body_read_timeout);
-    let served = crate::connections::serve(listener, app, config.connection_limits(), shutdown).await;
+    let served = crate::connections::serve(listener, app, config.connection_limits(), tls, shutdown).await;
     reloads.abort();
     if let Some(c) = checks {
         c.abort();

@@ -41,6 +41,8 @@ pub struct UpstreamOptions {
     pub max_response_headers: u32,
     /// Compression of request messages, if any (responses are accepted compressed anyway).
     pub compression: Option<tonic::codec::CompressionEncoding>,
+    /// TLS for `https://` backends: the CA to trust, and a client certificate for mutual TLS.
+    pub tls: Option<Arc<switchyard_common::tls::ClientTls>>,
 }
 
 impl Default for UpstreamOptions {
@@ -52,6 +54,7 @@ impl Default for UpstreamOptions {
             keepalive: Some(Duration::from_secs(20)),
             max_response_headers: 64 * 1024,
             compression: None,
+            tls: None,
         }
     }
 }
@@ -68,6 +71,8 @@ struct Inner {
     origin: Uri,
     /// `host:port` to dial.
     address: String,
+    /// The name the backend's certificate must carry, for `https://` backends.
+    tls_name: Option<rustls::pki_types::ServerName<'static>>,
     options: UpstreamOptions,
     conns: Mutex<Vec<Arc<Conn>>>,
     /// Serialises connection set-up, so a burst of calls opens one connection, not one each.
@@ -132,17 +137,26 @@ pub enum UpstreamError {
 }
 
 impl Upstream {
-    /// A lazily connecting upstream for `url` (`http://host:port`; the scheme may be left out),
-    /// so the gateway starts, and answers 503, while the backend is down.
+    /// A lazily connecting upstream for `url` (`http://host:port`, or `https://` with TLS
+    /// options; the scheme may be left out), so the gateway starts, and answers 503, while the
+    /// backend is down.
     pub fn new(url: &str, options: UpstreamOptions) -> Result<Self, UpstreamError> {
         let full = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
         let bad = |reason: &str| UpstreamError::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
         let origin: Uri = full.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-        if origin.scheme_str() != Some("http") {
-            return Err(bad("only http:// backends are supported"));
-        }
         let authority = origin.authority().ok_or_else(|| bad("no host"))?;
-        let address = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+        let (port, tls_name) = match origin.scheme_str() {
+            Some("http") => (80, None),
+            Some("https") if options.tls.is_some() => {
+                let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| bad(&format!("not a TLS server name: {e}")))?;
+                (443, Some(name))
+            }
+            Some("https") => return Err(bad("https:// needs the gateway's backend TLS settings")),
+            _ => return Err(bad("only http:// and https:// backends are supported")),
+        };
+        let address = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(port));
         let options = UpstreamOptions { max_concurrency: options.max_concurrency.max(1), ..options };
         let slots = Arc::new(Semaphore::new(options.max_concurrency));
         Ok(Upstream {
@@ -150,6 +164,7 @@ impl Upstream {
                 name: full.trim_end_matches('/').to_owned(),
                 origin,
                 address,
+                tls_name,
                 options,
                 conns: Mutex::new(Vec::new()),
                 connecting: tokio::sync::Mutex::new(()),
@@ -304,19 +319,45 @@ impl Inner {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => {
                 tracing::warn!(backend = %self.name, error = %e, "cannot connect to the backend");
-                metrics::counter!("switchyard_gateway_backend_connection_failures_total", "backend" => self.name.clone()).increment(1);
-                self.health.store(NOT_SERVING, Ordering::Relaxed);
-                return Err(self.unavailable());
+                return Err(self.connection_failed(format!("backend {} is unavailable", self.name)));
             }
             Err(_) => {
                 tracing::warn!(backend = %self.name, "connecting to the backend timed out");
-                metrics::counter!("switchyard_gateway_backend_connection_failures_total", "backend" => self.name.clone()).increment(1);
-                self.health.store(NOT_SERVING, Ordering::Relaxed);
-                return Err(self.unavailable());
+                return Err(self.connection_failed(format!("backend {} is unavailable", self.name)));
             }
         };
         // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
         let _ = tcp.set_nodelay(true);
+        match (&self.tls_name, &self.options.tls) {
+            (Some(name), Some(tls)) => {
+                let handshake = tls.connector().connect(name.clone(), tcp);
+                match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+                    Ok(Ok(stream)) => self.handshake(stream).await,
+                    Ok(Err(e)) => {
+                        tracing::warn!(backend = %self.name, error = %e, "TLS handshake with the backend failed");
+                        Err(self.connection_failed(format!("TLS with backend {} failed: {e}", self.name)))
+                    }
+                    Err(_) => Err(self.connection_failed(format!("TLS with backend {} timed out", self.name))),
+                }
+            }
+            _ => self.handshake(tcp).await,
+        }
+    }
+
+    /// Counts a connection that could not be made; the backend is taken as not serving until
+    /// a check says otherwise.
+    fn connection_failed(&self, message: String) -> tonic::Status {
+        metrics::counter!("switchyard_gateway_backend_connection_failures_total", "backend" => self.name.clone())
+            .increment(1);
+        self.health.store(NOT_SERVING, Ordering::Relaxed);
+        tonic::Status::unavailable(message)
+    }
+
+    /// Speaks HTTP/2 on a connected socket and adds the connection to the pool.
+    async fn handshake<I>(self: &Arc<Self>, io: I) -> Result<Arc<Conn>, tonic::Status>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -327,7 +368,7 @@ impl Inner {
             .max_header_list_size(self.options.max_response_headers)
             .keep_alive_interval(self.options.keepalive)
             .keep_alive_while_idle(true);
-        let (send, mut connection) = match builder.handshake(TokioIo::new(tcp)).await {
+        let (send, mut connection) = match builder.handshake(TokioIo::new(io)).await {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::warn!(backend = %self.name, error = %e, "HTTP/2 handshake with the backend failed");

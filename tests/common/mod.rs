@@ -65,9 +65,11 @@ impl System {
         };
         sys.spawn_backend(grpc_listener).await;
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        sys.base = format!("http://{}", http_listener.local_addr().unwrap());
-        let mut config = gateway::Config::for_backend(format!("http://{grpc}"));
+        let scheme = if sys.backend_config.tls.is_some() { "https" } else { "http" };
+        let mut config = gateway::Config::for_backend(format!("{scheme}://{grpc}"));
         adjust_gateway(&mut config);
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        sys.base = format!("{scheme}://{}", http_listener.local_addr().unwrap());
         let stop = sys.gateway_stop.clone();
         tokio::spawn(async move { gateway::run(http_listener, &config, stop.cancelled_owned()).await });
         sys
