@@ -46,6 +46,8 @@ pub struct ServeArgs {
     pub gateway: gateway::Config,
     #[command(flatten)]
     pub migration: migrate::Args,
+    #[command(flatten)]
+    pub telemetry: switchyard_common::telemetry::TelemetryArgs,
 }
 
 /// `switchyard gateway`: the gateway's command line, with migration mode.
@@ -55,6 +57,8 @@ pub struct GatewayArgs {
     pub command: gateway::config::Command,
     #[command(flatten)]
     pub migration: migrate::Args,
+    #[command(flatten)]
+    pub telemetry: switchyard_common::telemetry::TelemetryArgs,
 }
 
 /// Puts migration mode in front of `gw` when its flags ask for it.
@@ -72,7 +76,7 @@ fn with_migration(
 
 /// Runs `switchyard gateway` until SIGINT/SIGTERM.
 pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let GatewayArgs { mut command, migration } = args;
+    let GatewayArgs { mut command, migration, telemetry } = args;
     command.apply_tls()?;
     let listener = TcpListener::bind(command.listen).await?;
     let gw = with_migration(gateway::server::gateway(&command.config).await?, &migration, &command.config)?;
@@ -80,7 +84,13 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backends = ?backends, legacy = ?migration.legacy, "gateway listening");
     println!("Switchyard gateway listening on http://{addr}");
-    gateway::server::serve_gateway(listener, gw, &command.config, switchyard_common::shutdown::signal()).await
+    let telemetry = telemetry.init("switchyard-gateway")?;
+    let served =
+        gateway::server::serve_gateway(listener, gw, &command.config, switchyard_common::shutdown::signal()).await;
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    served
 }
 
 /// The lines printed at start-up: where things are and what to try, with the real addresses.
@@ -131,6 +141,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         .push(gateway::upstreams::BackendSpec { key: None, url: format!("{scheme}://{grpc_addr}") });
     let gateway = with_migration(gateway::server::gateway(&gateway_config).await?, &args.migration, &gateway_config)?;
 
+    let telemetry = args.telemetry.init("switchyard")?;
     let stop = CancellationToken::new();
     let b = tokio::spawn(backend.serve(grpc_listener, stop.clone().cancelled_owned()));
     let g = tokio::spawn({
@@ -143,5 +154,8 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     stop.cancel();
     b.await??;
     g.await??;
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
     Ok(())
 }

@@ -24,6 +24,8 @@ pub struct Command {
     #[arg(long, env = "SWITCHYARD_BACKEND_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
+    pub telemetry: switchyard_common::telemetry::TelemetryArgs,
+    #[command(flatten)]
     pub config: Config,
 }
 
@@ -43,7 +45,12 @@ impl Command {
             let _ = switchyard_common::metrics::handle();
             tokio::spawn(crate::metrics::serve(metrics));
         }
-        crate::run(listener, &self.config, shutdown).await
+        let telemetry = self.telemetry.init("switchyard-backend")?;
+        let served = crate::run(listener, &self.config, shutdown).await;
+        if let Some(t) = telemetry {
+            t.shutdown();
+        }
+        served
     }
 }
 

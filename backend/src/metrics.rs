@@ -83,7 +83,17 @@ where
         // grow the metrics without bound.
         let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
         let method = if self.counts.service(service).is_some() { path.to_owned() } else { "unknown".to_owned() };
-        Counting { inner: self.inner.call(req), call: Some(Call { method, started: Instant::now() }) }
+        // The backend's span, child of the caller's (the gateway's) trace context.
+        let span = switchyard_common::telemetry::enabled().then(|| {
+            let span = switchyard_common::telemetry::ServerSpan::start(
+                "switchyard-backend",
+                method.trim_start_matches('/').to_owned(),
+                req.headers(),
+            );
+            span.set("rpc.system", "grpc");
+            span
+        });
+        Counting { inner: self.inner.call(req), call: Some(Call { method, started: Instant::now(), span }) }
     }
 }
 
@@ -91,12 +101,16 @@ where
 struct Call {
     method: String,
     started: Instant,
+    span: Option<switchyard_common::telemetry::ServerSpan>,
 }
 
 impl Call {
     /// Records the call with its gRPC status code (from the headers of a trailers-only answer
     /// or from the trailers; a stream dropped before either counts as CANCELLED).
     fn record(self, code: &str) {
+        if let Some(span) = self.span {
+            span.end(code.parse().ok());
+        }
         let labels = [("method", self.method), ("code", code.to_owned())];
         metrics::histogram!("switchyard_backend_call_duration_seconds", &labels[..1])
             .record(self.started.elapsed().as_secs_f64());

@@ -8,5 +8,6 @@
 
 pub mod metrics;
 pub mod shutdown;
+pub mod telemetry;
 pub mod tls;
 pub mod units;

@@ -13,6 +13,9 @@ pub const METADATA_PREFIX: &str = "grpc-metadata-";
 /// The header whose value is echoed on the response and sent to the backend.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// The W3C trace context headers, forwarded as metadata of the same names.
+pub const TRACE_CONTEXT: &[&str] = &["traceparent", "tracestate"];
+
 /// Connection-specific headers: meaningful for one hop only, and forbidden in HTTP/2.
 fn hop_by_hop(name: &str) -> bool {
     matches!(
@@ -108,6 +111,14 @@ pub fn request_metadata(
             );
         }
     }
+    // W3C trace context goes on as it is (the gateway's own span, when it exports spans).
+    for name in TRACE_CONTEXT {
+        if let Some(v) = headers.get(*name).filter(|_| !hop(name))
+            && let Ok(v) = AsciiMetadataValue::try_from(v.as_bytes())
+        {
+            md.insert(*name, v);
+        }
+    }
     for (name, value) in headers {
         let Some(key) = name.as_str().strip_prefix(METADATA_PREFIX) else {
             continue;
@@ -116,6 +127,7 @@ pub fn request_metadata(
             || hop_by_hop(key)
             || hop(name.as_str())
             || key == REQUEST_ID
+            || TRACE_CONTEXT.contains(&key)
             || (key == "authorization" && has_authorization)
         {
             continue;
@@ -211,6 +223,18 @@ mod tests {
         for bad in ["", "S", "1", "1s", "123456789S", "-1S", "1.5S", " 1S"] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn trace_context_goes_on_from_its_own_headers_only() {
+        let mut h = HeaderMap::new();
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        h.insert("traceparent", parent.parse().unwrap());
+        h.insert("tracestate", "a=1".parse().unwrap());
+        h.insert("grpc-metadata-traceparent", "00-smuggled".parse().unwrap());
+        let md = request_metadata(&h, &request_id(&h), &[]).unwrap();
+        assert_eq!(md.get_all("traceparent").iter().collect::<Vec<_>>(), [parent]);
+        assert_eq!(md.get("tracestate").unwrap(), "a=1");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct Seen {
     started: Instant,
     method: Method,
     bytes_in: u64,
+    /// The gateway's span, when spans are exported.
+    span: Option<switchyard_common::telemetry::ServerSpan>,
 }
 
 impl Seen {
@@ -23,11 +25,30 @@ impl Seen {
         metrics::gauge!("switchyard_gateway_requests_in_flight").increment(1.0);
         let bytes_in =
             req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
-        Seen { started: Instant::now(), method: req.method().clone(), bytes_in }
+        Seen { started: Instant::now(), method: req.method().clone(), bytes_in, span: None }
+    }
+
+    /// Starts the gateway's span for the request (when spans are exported) and puts its trace
+    /// context in the request's `traceparent`, which goes on to the backend as metadata.
+    pub fn trace<B>(&mut self, req: &mut http::Request<B>, route: Option<&Route>) {
+        if !switchyard_common::telemetry::enabled() {
+            return;
+        }
+        let name = match route {
+            Some(r) => r.label.clone(),
+            None => format!("{} unmatched", req.method()),
+        };
+        let span = switchyard_common::telemetry::ServerSpan::start("switchyard-gateway", name, req.headers());
+        span.set("http.request.method", req.method().as_str().to_owned());
+        if let Some((_, template)) = route.and_then(|r| r.label.split_once(' ')) {
+            span.set("http.route", template.to_owned());
+        }
+        span.inject(req.headers_mut());
+        self.span = Some(span);
     }
 
     /// Records the answer (its headers: a stream's duration is the time to its first byte).
-    pub fn done(self, route: Option<&Route>, resp: &Response, access_log: bool) {
+    pub fn done(self, route: Option<&Route>, resp: &mut Response, access_log: bool) {
         metrics::gauge!("switchyard_gateway_requests_in_flight").decrement(1.0);
         let elapsed = self.started.elapsed();
         let legacy = resp.extensions().get::<crate::dispatch::Verbatim>().is_some();
@@ -42,6 +63,12 @@ impl Seen {
             (None, false) => 0,
             (None, true) => -1,
         };
+        if let Some(span) = self.span {
+            span.set("http.response.status_code", i64::from(status));
+            // The client learns the trace its request joined.
+            span.inject(resp.headers_mut());
+            span.end((code >= 0).then_some(i64::from(code)));
+        }
         let bytes_out = http_body::Body::size_hint(resp.body()).exact();
         let labels = [
             ("route", label.to_owned()),

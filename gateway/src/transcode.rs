@@ -94,13 +94,14 @@ impl Gateway {
     }
 
     /// Answers one HTTP request. Never fails: errors become google.rpc.Status responses here.
-    pub async fn handle(self: Arc<Self>, req: Request<Body>) -> Response {
-        let seen = crate::observe::Seen::new(&req);
+    pub async fn handle(self: Arc<Self>, mut req: Request<Body>) -> Response {
+        let mut seen = crate::observe::Seen::new(&req);
         // The table stays the same for the whole request, whatever a reload does meanwhile.
         let table = self.api.table();
         let found = table.routes.find(req.method(), req.uri().path());
         let route = found.as_ref().ok().map(|(route, _)| route.clone());
-        let resp = match self.dispatcher.clone() {
+        seen.trace(&mut req, route.as_deref());
+        let mut resp = match self.dispatcher.clone() {
             None => self.answer(&table, req, found).await,
             Some(dispatcher) => {
                 let grpc = crate::dispatch::GrpcSide(self.clone());
@@ -110,7 +111,7 @@ impl Gateway {
                 }
             }
         };
-        seen.done(route.as_deref(), &resp, self.options.access_log);
+        seen.done(route.as_deref(), &mut resp, self.options.access_log);
         resp
     }
 
