@@ -35,6 +35,7 @@ fn every_scenario_and_output_works() {
         "grpc",
         "gateway-h1",
         "gateway-h2",
+        "gateway-h1-no-access-log",
         "legacy-rest",
         "legacy-passthrough",
         "legacy-shadowed",
@@ -45,7 +46,7 @@ fn every_scenario_and_output_works() {
 
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let cells = report["cells"].as_array().unwrap();
-    assert_eq!(cells.len(), 5 * 2 * 6, "5 scenarios x 2 concurrency levels x 6 paths");
+    assert_eq!(cells.len(), 5 * 2 * 7, "5 scenarios x 2 concurrency levels x 7 paths");
     for c in cells {
         assert!(c["requests"].as_u64().unwrap() > 0, "no request succeeded in {c}");
         assert_eq!(c["errors"], serde_json::json!({}), "errors in {c}");
@@ -64,6 +65,7 @@ fn every_scenario_and_output_works() {
             "legacy-rest" => vec!["legacy-rest"],
             "legacy-passthrough" => vec!["legacy-rest", "passthrough"],
             "legacy-shadowed" => vec!["legacy-rest", "shadow"],
+            "gateway-h1-no-access-log" => vec!["backend", "gateway-no-access-log"],
             _ => vec!["backend", "gateway"],
         };
         for p in expected {
@@ -74,6 +76,7 @@ fn every_scenario_and_output_works() {
     assert!(report["peak_rss_bytes"]["gateway"].as_u64().unwrap() > 0);
     let summary = report["summary"].as_array().unwrap();
     assert!(summary.iter().any(|r| r["what"].as_str().unwrap().contains("legacy-shadowed / legacy-passthrough")));
+    assert!(summary.iter().any(|r| r["what"].as_str().unwrap().contains("without access log")));
 
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg"));

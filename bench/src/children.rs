@@ -25,6 +25,8 @@ impl Server {
 pub struct Children {
     pub backend: Server,
     pub gateway: Server,
+    /// The same gateway with `--access-log off`.
+    pub quiet: Server,
     pub legacy: Server,
     /// A migration-mode gateway in front of the legacy service, every route on legacy.
     pub passthrough: Server,
@@ -89,7 +91,8 @@ async fn spawn(name: &'static str, args: &[String], dir: &Path) -> anyhow::Resul
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     let child = Command::new(std::env::current_exe()?)
         .args(args)
-        .env("RUST_LOG", "warn")
+        // As deployed by default: info, so gateways write their access log (to the file).
+        .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -138,6 +141,20 @@ impl Children {
             dir,
         )
         .await?;
+        let quiet = spawn(
+            "gateway-no-access-log",
+            &[
+                "gateway".into(),
+                "--listen".into(),
+                free_port()?.to_string(),
+                "--backend".into(),
+                format!("http://{}", backend.addr),
+                "--access-log".into(),
+                "off".into(),
+            ],
+            dir,
+        )
+        .await?;
         let legacy = spawn(
             "legacy-rest",
             &[
@@ -171,17 +188,24 @@ impl Children {
         };
         let passthrough = spawn("passthrough", &migration_gateway(&passthrough_plan)?, dir).await?;
         let shadow = spawn("shadow", &migration_gateway(&shadow_plan)?, dir).await?;
-        Ok(Children { backend, gateway, legacy, passthrough, shadow })
+        Ok(Children { backend, gateway, quiet, legacy, passthrough, shadow })
     }
 
     /// Every server, for per-process figures.
-    pub fn all(&self) -> [&Server; 5] {
-        [&self.backend, &self.gateway, &self.legacy, &self.passthrough, &self.shadow]
+    pub fn all(&self) -> [&Server; 6] {
+        [&self.backend, &self.gateway, &self.quiet, &self.legacy, &self.passthrough, &self.shadow]
     }
 
     /// Stops the servers: SIGTERM, a moment to finish, then SIGKILL.
     pub async fn stop(mut self) {
-        for s in [&mut self.backend, &mut self.gateway, &mut self.legacy, &mut self.passthrough, &mut self.shadow] {
+        for s in [
+            &mut self.backend,
+            &mut self.gateway,
+            &mut self.quiet,
+            &mut self.legacy,
+            &mut self.passthrough,
+            &mut self.shadow,
+        ] {
             if let Some(pid) = s.child.id() {
                 // SAFETY: signalling our own child.
                 unsafe {
@@ -189,7 +213,14 @@ impl Children {
                 }
             }
         }
-        for s in [&mut self.backend, &mut self.gateway, &mut self.legacy, &mut self.passthrough, &mut self.shadow] {
+        for s in [
+            &mut self.backend,
+            &mut self.gateway,
+            &mut self.quiet,
+            &mut self.legacy,
+            &mut self.passthrough,
+            &mut self.shadow,
+        ] {
             if tokio::time::timeout(Duration::from_secs(5), s.child.wait()).await.is_err() {
                 let _ = s.child.kill().await;
             }

@@ -49,6 +49,8 @@ use tonic::transport::{Channel, Endpoint};
 struct Targets {
     grpc: String,
     gateway: String,
+    /// The gateway without access log, when the bench started it.
+    quiet: Option<String>,
     legacy: Option<String>,
     /// Migration-mode gateways in front of the legacy service: every route passed through, and
     /// the read routes shadowed.
@@ -69,6 +71,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Targets {
                 grpc: g.clone(),
                 gateway: r.clone(),
+                quiet: None,
                 legacy: args.legacy.clone(),
                 passthrough: None,
                 shadow: None,
@@ -81,6 +84,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let t = Targets {
                 grpc: format!("http://{}", c.backend.addr),
                 gateway: format!("http://{}", c.gateway.addr),
+                quiet: Some(format!("http://{}", c.quiet.addr)),
                 legacy: Some(format!("http://{}", c.legacy.addr)),
                 passthrough: Some(format!("http://{}", c.passthrough.addr)),
                 shadow: Some(format!("http://{}", c.shadow.addr)),
@@ -285,9 +289,14 @@ async fn slice(
 async fn connect(path: PathKind, targets: &Targets, grpc: &Channel, n: usize) -> anyhow::Result<Vec<Client>> {
     Ok(match path {
         PathKind::Grpc => (0..n).map(|_| Client::Grpc(grpc.clone())).collect(),
-        PathKind::GatewayH1 | PathKind::LegacyRest | PathKind::LegacyPassthrough | PathKind::LegacyShadowed => {
+        PathKind::GatewayH1
+        | PathKind::GatewayH1NoAccessLog
+        | PathKind::LegacyRest
+        | PathKind::LegacyPassthrough
+        | PathKind::LegacyShadowed => {
             let url = match path {
                 PathKind::GatewayH1 => &targets.gateway,
+                PathKind::GatewayH1NoAccessLog => targets.quiet.as_ref().expect("quiet gateway path"),
                 PathKind::LegacyRest => targets.legacy.as_ref().expect("legacy path"),
                 PathKind::LegacyPassthrough => targets.passthrough.as_ref().expect("passthrough path"),
                 _ => targets.shadow.as_ref().expect("shadow path"),
@@ -311,6 +320,7 @@ fn serves(path: PathKind, name: &str) -> bool {
     match path {
         PathKind::Grpc => name == "backend",
         PathKind::GatewayH1 | PathKind::GatewayH2 => name == "backend" || name == "gateway",
+        PathKind::GatewayH1NoAccessLog => name == "backend" || name == "gateway-no-access-log",
         PathKind::LegacyRest => name == "legacy-rest",
         PathKind::LegacyPassthrough => name == "legacy-rest" || name == "passthrough",
         // The shadow's background calls count: they are what shadowing costs the machine.
@@ -351,6 +361,9 @@ async fn measure(
     eprintln!("seeding: 100 users, {} orders, a {} MiB file", args.orders, args.upload_mib);
     let fx = Arc::new(seed(&channel, args, &run_id).await?);
     let mut paths = vec![PathKind::Grpc, PathKind::GatewayH1, PathKind::GatewayH2];
+    if targets.quiet.is_some() {
+        paths.push(PathKind::GatewayH1NoAccessLog);
+    }
     if targets.legacy.is_some() {
         paths.push(PathKind::LegacyRest);
     }

@@ -63,6 +63,17 @@ impl Report {
                 out.push(Ratio { what: format!("upload MB/s at c={lo}: {} / grpc", p.name()), value: a / b });
             }
         }
+        // What the access log costs.
+        for c in [lo, hi] {
+            if let (Some(x), Some(y)) =
+                (p50(self, c, PathKind::GatewayH1), p50(self, c, PathKind::GatewayH1NoAccessLog))
+            {
+                out.push(Ratio {
+                    what: format!("get-user p50 at c={c}: gateway-h1 / without access log"),
+                    value: x / y,
+                });
+            }
+        }
         // Migration mode: what passing through costs over the legacy service alone, and what
         // shadowing adds to the client's latency over passing through.
         for (a, b) in [

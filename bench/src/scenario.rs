@@ -57,6 +57,9 @@ pub enum PathKind {
     GatewayH1,
     /// REST through the gateway, HTTP/2 (one multiplexed connection).
     GatewayH2,
+    /// REST through a second gateway that writes no access log (`--access-log off`), HTTP/1.1:
+    /// against `GatewayH1`, what the log costs.
+    GatewayH1NoAccessLog,
     /// The legacy REST service, HTTP/1.1 keep-alive, no gRPC behind it.
     LegacyRest,
     /// The legacy REST service through a migration-mode gateway whose plan keeps every route
@@ -72,6 +75,7 @@ impl PathKind {
             PathKind::Grpc => "grpc",
             PathKind::GatewayH1 => "gateway-h1",
             PathKind::GatewayH2 => "gateway-h2",
+            PathKind::GatewayH1NoAccessLog => "gateway-h1-no-access-log",
             PathKind::LegacyRest => "legacy-rest",
             PathKind::LegacyPassthrough => "legacy-passthrough",
             PathKind::LegacyShadowed => "legacy-shadowed",
