@@ -48,6 +48,9 @@ fn every_scenario_and_output_works() {
     let cells = report["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 5 * 2 * 7, "5 scenarios x 2 concurrency levels x 7 paths");
     for c in cells {
+        assert_eq!(c["rounds"].as_array().unwrap().len(), 2, "one figure per round in {c}");
+    }
+    for c in cells {
         assert!(c["requests"].as_u64().unwrap() > 0, "no request succeeded in {c}");
         assert_eq!(c["errors"], serde_json::json!({}), "errors in {c}");
         assert!(c["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
@@ -96,4 +99,58 @@ async fn measures_an_existing_deployment() {
             .unwrap();
     assert!(!stderr.contains("starting backend"), "{stderr}");
     assert!(table.contains("gateway-h2") && !table.contains("legacy-rest"), "{table}");
+}
+
+/// `--peer` puts another gateway (here a second Switchyard gateway, started from its command
+/// line) in front of the same backend: it is measured on GetUser with its own CPU, and the
+/// gateways table and the summary compare it with ours.
+#[test]
+fn a_peer_gateway_is_measured_beside_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let peer = format!(
+        "other={} gateway --listen {{listen}} --backend http://{{backend}} --access-log off",
+        env!("CARGO_BIN_EXE_switchyard")
+    );
+    let (table, _) = bench(&[
+        "--scenario",
+        "get-user",
+        "--scenario",
+        "list-users",
+        "--peer",
+        &peer,
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(table.contains("gateways, get-user"), "{table}");
+    assert!(table.contains("get-user added p50 at c=1: gateway-h1 / other"), "{table}");
+    assert!(table.contains("get-user gateway CPU/req at c=2: gateway-h1 / other"), "{table}");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let cells = report["cells"].as_array().unwrap();
+    let peer_cells: Vec<&Value> = cells.iter().filter(|c| c["path"] == "other").collect();
+    assert_eq!(peer_cells.len(), 2, "GetUser at c=1 and c=2 only, not list-users");
+    for c in peer_cells {
+        assert_eq!(c["scenario"], "get-user");
+        assert_eq!(c["errors"], serde_json::json!({}), "errors in {c}");
+        assert!(c["cpu_ms_per_1k"]["other"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(c["cpu_ms_per_1k"]["backend"].as_f64().is_some(), "{c}");
+        assert_eq!(c["rounds"].as_array().unwrap().len(), 2);
+    }
+    let gateways = report["gateways"].as_array().unwrap();
+    assert!(gateways.iter().any(|g| g["path"] == "other" && g["gateway_cpu_us_per_request"].as_f64().unwrap() > 0.0));
+    assert!(report["peak_rss_bytes"]["other"].as_u64().unwrap() > 0);
+}
+
+/// A peer command without `{listen}` or with a bad name is refused before anything starts.
+#[test]
+fn a_bad_peer_is_refused() {
+    for bad in ["x=/bin/true", "=cmd {listen}", "a b=cmd {listen}", "nocommand"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["bench", "--peer", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--peer"), "{bad}");
+    }
 }

@@ -55,6 +55,44 @@ pub struct BenchArgs {
     /// A run of a few seconds in all: short cells, fewer orders, small uploads.
     #[arg(long)]
     pub quick: bool,
+    /// Another gateway to measure in front of the same backend, as NAME=COMMAND; `{backend}`
+    /// in COMMAND becomes the backend's HOST:PORT and `{listen}` the HOST:PORT the peer must
+    /// listen on. Spawned and stopped like the bench's own servers (its CPU is charged to it);
+    /// GetUser only. Repeatable. E.g. `grpc-gateway=/tmp/peers/grpc-gateway/bin/gateway
+    /// -listen {listen} -backend {backend}`.
+    #[arg(long = "peer", value_parser = Peer::parse)]
+    pub peers: Vec<Peer>,
+}
+
+/// A gateway other than ours, started by the bench.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub name: String,
+    /// The program and its arguments, placeholders still in them.
+    pub argv: Vec<String>,
+}
+
+impl Peer {
+    fn parse(s: &str) -> Result<Peer, String> {
+        let (name, command) = s.split_once('=').ok_or("expected NAME=COMMAND")?;
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("peer name {name:?}: use letters, digits, '-' and '_'"));
+        }
+        let argv = shlex::split(command).ok_or("the command's quoting is unbalanced")?;
+        if argv.is_empty() {
+            return Err("the command is empty".into());
+        }
+        if !argv.iter().any(|a| a.contains("{listen}")) {
+            return Err("the command must contain {listen}, the address the peer listens on".into());
+        }
+        Ok(Peer { name: name.to_owned(), argv })
+    }
+
+    /// The command with its placeholders filled in.
+    pub fn command(&self, backend: &str, listen: &str) -> Vec<String> {
+        self.argv.iter().map(|a| a.replace("{backend}", backend).replace("{listen}", listen)).collect()
+    }
 }
 
 impl BenchArgs {

@@ -1,6 +1,7 @@
 //! The servers under test, as child processes of this executable's own subcommands on
 //! ephemeral loopback ports, with a fresh temporary database. Dropping [`Children`] stops them.
 
+use crate::args::Peer;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
@@ -9,8 +10,8 @@ use tokio::process::{Child, Command};
 
 /// A running server.
 pub struct Server {
-    /// What it is: "backend", "gateway", "legacy-rest".
-    pub name: &'static str,
+    /// What it is: "backend", "gateway", "legacy-rest", a peer's name.
+    pub name: String,
     pub addr: SocketAddr,
     child: Child,
 }
@@ -32,6 +33,8 @@ pub struct Children {
     pub passthrough: Server,
     /// A migration-mode gateway shadowing the read routes.
     pub shadow: Server,
+    /// Other gateways in front of the same backend (`--peer`).
+    pub peers: Vec<Server>,
 }
 
 /// The plan of the passthrough gateway: every benchmarked route stays on the legacy service.
@@ -81,24 +84,41 @@ fn free_port() -> std::io::Result<SocketAddr> {
     l.local_addr()
 }
 
-async fn spawn(name: &'static str, args: &[String], dir: &Path) -> anyhow::Result<Server> {
+/// Starts one of this executable's own servers; `args` hold its `--listen` address.
+async fn spawn(name: &str, args: &[String], dir: &Path) -> anyhow::Result<Server> {
     let addr: SocketAddr = args
         .iter()
         .position(|a| a == "--listen")
         .and_then(|i| args.get(i + 1))
         .ok_or_else(|| anyhow::anyhow!("no --listen"))?
         .parse()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(args);
+    start(name, command, addr, dir).await
+}
+
+/// Starts a peer gateway in front of `backend`, on a fresh port.
+async fn spawn_peer(peer: &Peer, backend: SocketAddr, dir: &Path) -> anyhow::Result<Server> {
+    let addr = free_port()?;
+    let argv = peer.command(&backend.to_string(), &addr.to_string());
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    start(&peer.name, command, addr, dir).await
+}
+
+/// Runs `command` with its output to `dir/NAME.log` and waits until `addr` accepts connections.
+async fn start(name: &str, mut command: Command, addr: SocketAddr, dir: &Path) -> anyhow::Result<Server> {
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-    let child = Command::new(std::env::current_exe()?)
-        .args(args)
+    let child = command
         // As deployed by default: info, so gateways write their access log (to the file).
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)
-        .spawn()?;
-    let server = Server { name, addr, child };
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
+    let server = Server { name: name.to_owned(), addr, child };
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         if Instant::now() > deadline {
@@ -111,7 +131,7 @@ async fn spawn(name: &'static str, args: &[String], dir: &Path) -> anyhow::Resul
 
 impl Children {
     /// Starts backend, gateway and legacy REST service over one database in `dir`.
-    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+    pub async fn start(dir: &Path, peers: &[Peer]) -> anyhow::Result<Self> {
         let db = format!("sqlite://{}", dir.join("bench.db").display());
         let s = |p: &Path| p.display().to_string();
         let backend_addr = free_port()?;
@@ -188,24 +208,34 @@ impl Children {
         };
         let passthrough = spawn("passthrough", &migration_gateway(&passthrough_plan)?, dir).await?;
         let shadow = spawn("shadow", &migration_gateway(&shadow_plan)?, dir).await?;
-        Ok(Children { backend, gateway, quiet, legacy, passthrough, shadow })
+        let mut started = Vec::new();
+        for p in peers {
+            started.push(spawn_peer(p, backend.addr, dir).await?);
+        }
+        Ok(Children { backend, gateway, quiet, legacy, passthrough, shadow, peers: started })
     }
 
     /// Every server, for per-process figures.
-    pub fn all(&self) -> [&Server; 6] {
-        [&self.backend, &self.gateway, &self.quiet, &self.legacy, &self.passthrough, &self.shadow]
+    pub fn all(&self) -> Vec<&Server> {
+        let ours = [&self.backend, &self.gateway, &self.quiet, &self.legacy, &self.passthrough, &self.shadow];
+        ours.into_iter().chain(&self.peers).collect()
     }
 
-    /// Stops the servers: SIGTERM, a moment to finish, then SIGKILL.
-    pub async fn stop(mut self) {
-        for s in [
+    fn all_mut(&mut self) -> Vec<&mut Server> {
+        let ours = [
             &mut self.backend,
             &mut self.gateway,
             &mut self.quiet,
             &mut self.legacy,
             &mut self.passthrough,
             &mut self.shadow,
-        ] {
+        ];
+        ours.into_iter().chain(&mut self.peers).collect()
+    }
+
+    /// Stops the servers: SIGTERM, a moment to finish, then SIGKILL.
+    pub async fn stop(mut self) {
+        for s in self.all_mut() {
             if let Some(pid) = s.child.id() {
                 // SAFETY: signalling our own child.
                 unsafe {
@@ -213,14 +243,7 @@ impl Children {
                 }
             }
         }
-        for s in [
-            &mut self.backend,
-            &mut self.gateway,
-            &mut self.quiet,
-            &mut self.legacy,
-            &mut self.passthrough,
-            &mut self.shadow,
-        ] {
+        for s in self.all_mut() {
             if tokio::time::timeout(Duration::from_secs(5), s.child.wait()).await.is_err() {
                 let _ = s.child.kill().await;
             }

@@ -31,7 +31,7 @@ pub use args::BenchArgs;
 use crate::children::Children;
 use crate::report::Report;
 use crate::scenario::{Client, Fixture, PathKind, Rng, Scenario};
-use crate::stats::{CellResult, Recorder};
+use crate::stats::{CellResult, Recorder, Round};
 use bytes::Bytes;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -56,6 +56,8 @@ struct Targets {
     /// the read routes shadowed.
     passthrough: Option<String>,
     shadow: Option<String>,
+    /// Other gateways in front of the same backend, by name.
+    peers: Vec<(&'static str, String)>,
 }
 
 fn authority(url: &str) -> String {
@@ -75,12 +77,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 legacy: args.legacy.clone(),
                 passthrough: None,
                 shadow: None,
+                peers: Vec::new(),
             },
             None,
         ),
         _ => {
             eprintln!("starting backend, gateway and legacy REST service in {}", dir.path().display());
-            let c = Children::start(dir.path()).await?;
+            let c = Children::start(dir.path(), &args.peers).await?;
             let t = Targets {
                 grpc: format!("http://{}", c.backend.addr),
                 gateway: format!("http://{}", c.gateway.addr),
@@ -88,6 +91,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 legacy: Some(format!("http://{}", c.legacy.addr)),
                 passthrough: Some(format!("http://{}", c.passthrough.addr)),
                 shadow: Some(format!("http://{}", c.shadow.addr)),
+                // Leaked once per run: a path's name lives as long as the run's report.
+                peers: c
+                    .peers
+                    .iter()
+                    .map(|p| (&*Box::leak(p.name.clone().into_boxed_str()), format!("http://{}", p.addr)))
+                    .collect(),
             };
             (t, Some(c))
         }
@@ -293,12 +302,14 @@ async fn connect(path: PathKind, targets: &Targets, grpc: &Channel, n: usize) ->
         | PathKind::GatewayH1NoAccessLog
         | PathKind::LegacyRest
         | PathKind::LegacyPassthrough
-        | PathKind::LegacyShadowed => {
+        | PathKind::LegacyShadowed
+        | PathKind::Peer(_) => {
             let url = match path {
                 PathKind::GatewayH1 => &targets.gateway,
                 PathKind::GatewayH1NoAccessLog => targets.quiet.as_ref().expect("quiet gateway path"),
                 PathKind::LegacyRest => targets.legacy.as_ref().expect("legacy path"),
                 PathKind::LegacyPassthrough => targets.passthrough.as_ref().expect("passthrough path"),
+                PathKind::Peer(name) => &targets.peers.iter().find(|(n, _)| *n == name).expect("peer path").1,
                 _ => targets.shadow.as_ref().expect("shadow path"),
             };
             let mut v = Vec::with_capacity(n);
@@ -325,6 +336,7 @@ fn serves(path: PathKind, name: &str) -> bool {
         PathKind::LegacyPassthrough => name == "legacy-rest" || name == "passthrough",
         // The shadow's background calls count: they are what shadowing costs the machine.
         PathKind::LegacyShadowed => name == "legacy-rest" || name == "shadow" || name == "backend",
+        PathKind::Peer(peer) => name == "backend" || name == peer,
     }
 }
 
@@ -371,11 +383,19 @@ async fn measure(
         paths.push(PathKind::LegacyPassthrough);
         paths.push(PathKind::LegacyShadowed);
     }
-    let slices = args.scenarios.len() * args.concurrency.len() * paths.len() * (args.rounds as usize + 1);
+    // Peers are set up for GetUser only.
+    let paths_of = |scenario: Scenario| -> Vec<PathKind> {
+        let peers = targets.peers.iter().map(|(n, _)| PathKind::Peer(n)).filter(|_| scenario == Scenario::GetUser);
+        paths.iter().copied().chain(peers).collect()
+    };
+    let slices: usize = args.scenarios.iter().map(|s| paths_of(*s).len()).sum::<usize>()
+        * args.concurrency.len()
+        * (args.rounds as usize + 1);
     let bar = ProgressBar::new(slices as u64);
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")?);
     let mut cells = Vec::new();
     for &scenario in &args.scenarios {
+        let paths = paths_of(scenario);
         for &c in &args.concurrency {
             let mut pool = Vec::new();
             for &p in &paths {
@@ -389,8 +409,8 @@ async fn measure(
                 *clients = back;
                 bar.inc(1);
             }
-            let mut recs: Vec<(Recorder, f64, BTreeMap<String, f64>)> =
-                paths.iter().map(|_| (Recorder::default(), 0.0, BTreeMap::new())).collect();
+            let mut recs: Vec<(Recorder, f64, BTreeMap<String, f64>, Vec<Round>)> =
+                paths.iter().map(|_| (Recorder::default(), 0.0, BTreeMap::new(), Vec::new())).collect();
             for round in 0..args.rounds {
                 for (i, (p, clients)) in pool.iter_mut().enumerate() {
                     bar.set_message(format!("{} c={c} {} round {}", scenario.name(), p.name(), round + 1));
@@ -403,7 +423,8 @@ async fn measure(
                         slice(std::mem::take(clients), scenario, until, &fx, args.seed + u64::from(round)).await?;
                     let after = cpu_now(children);
                     *clients = back;
-                    let (total, seconds, cpu) = &mut recs[i];
+                    let (total, seconds, cpu, rounds) = &mut recs[i];
+                    rounds.push(Round::of(&rec, secs));
                     total.merge(&rec);
                     *seconds += secs;
                     // Only the processes this path goes through are charged.
@@ -413,8 +434,8 @@ async fn measure(
                     bar.inc(1);
                 }
             }
-            for (p, (rec, secs, cpu)) in paths.iter().zip(recs) {
-                cells.push(CellResult::new(scenario, c, *p, &rec, secs, &cpu));
+            for (p, (rec, secs, cpu, rounds)) in paths.iter().zip(recs) {
+                cells.push(CellResult::new(scenario, c, *p, &rec, secs, &cpu, rounds));
             }
             if scenario == Scenario::Upload {
                 clear_uploads(dir);
@@ -434,9 +455,18 @@ async fn measure(
         "requests": args.requests, "warmup_s": args.warmup, "rounds": args.rounds, "orders": args.orders,
         "upload_mib": args.upload_mib, "seed": args.seed, "quick": args.quick,
         "targets": {"grpc": targets.grpc, "gateway": targets.gateway, "legacy": targets.legacy},
+        "peers": args.peers.iter().map(|p| serde_json::json!({"name": p.name, "command": p.argv})).collect::<Vec<_>>(),
     });
-    let mut report =
-        Report { machine: machine(), settings, cells, payloads, headers, peak_rss_bytes, summary: Vec::new() };
+    let mut report = Report {
+        machine: machine(),
+        settings,
+        cells,
+        payloads,
+        headers,
+        peak_rss_bytes,
+        gateways: Vec::new(),
+        summary: Vec::new(),
+    };
     report.compute_summary(&args.concurrency);
     Ok(report)
 }

@@ -5,8 +5,19 @@ use crate::scenario::{PathKind, Scenario};
 use plotters::prelude::*;
 use std::path::Path;
 
-const COLORS: [RGBColor; 4] =
-    [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+/// The ten of matplotlib's "tab10": every path of a run with peers gets its own.
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
 
 /// Draws the plot for the first scenario measured (GetUser when it ran).
 pub fn draw(report: &Report, concurrency: &[usize], file: &Path) -> anyhow::Result<()> {
@@ -16,10 +27,13 @@ pub fn draw(report: &Report, concurrency: &[usize], file: &Path) -> anyhow::Resu
         report.cells.first().map(|c| c.scenario).ok_or_else(|| anyhow::anyhow!("nothing to plot"))?
     };
     let paths: Vec<PathKind> = {
-        let mut p: Vec<PathKind> = report.cells.iter().filter(|c| c.scenario == scenario).map(|c| c.path).collect();
-        p.dedup();
-        p.sort_by_key(|k| *k as u8);
-        p.dedup();
+        // In the order the run measured them.
+        let mut p: Vec<PathKind> = Vec::new();
+        for c in report.cells.iter().filter(|c| c.scenario == scenario) {
+            if !p.contains(&c.path) {
+                p.push(c.path);
+            }
+        }
         p
     };
     let lo = *concurrency.iter().min().unwrap_or(&1);

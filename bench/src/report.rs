@@ -18,7 +18,28 @@ pub struct Report {
     pub headers: Option<HeaderSizes>,
     /// Peak resident memory of each server process, in bytes.
     pub peak_rss_bytes: BTreeMap<String, u64>,
+    /// Each gateway in front of the backend, GetUser: what it adds over native gRPC.
+    pub gateways: Vec<GatewayCost>,
     pub summary: Vec<Ratio>,
+}
+
+/// What one gateway path costs at one concurrency (GetUser).
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayCost {
+    pub path: PathKind,
+    pub concurrency: usize,
+    /// Its p50 minus native gRPC's in the same cell.
+    pub added_p50_ms: f64,
+    pub p99_ms: f64,
+    pub requests_per_s: f64,
+    /// Slowest and fastest round.
+    pub requests_per_s_rounds: (f64, f64),
+    /// CPU of the gateway process alone (the backend's excluded), per request.
+    pub gateway_cpu_us_per_request: Option<f64>,
+}
+
+fn gateway_path(p: PathKind) -> bool {
+    matches!(p, PathKind::GatewayH1 | PathKind::GatewayH2 | PathKind::GatewayH1NoAccessLog | PathKind::Peer(_))
 }
 
 /// A ratio between two paths.
@@ -33,8 +54,35 @@ impl Report {
         self.cells.iter().find(|x| x.scenario == s && x.concurrency == c && x.path == p)
     }
 
+    /// The [`GatewayCost`] of every gateway path of GetUser.
+    fn compute_gateways(&mut self) {
+        let mut out = Vec::new();
+        for c in self.cells.iter().filter(|c| c.scenario == Scenario::GetUser && gateway_path(c.path)) {
+            let Some(grpc) = self.cell(Scenario::GetUser, c.concurrency, PathKind::Grpc) else { continue };
+            let (Some(l), Some(g)) = (&c.latency_ms, &grpc.latency_ms) else { continue };
+            let rps = c.rounds.iter().map(|r| r.requests_per_s);
+            let cpu: Vec<f64> = c.cpu_ms_per_1k.iter().filter(|(k, _)| *k != "backend").map(|(_, v)| *v).collect();
+            out.push(GatewayCost {
+                path: c.path,
+                concurrency: c.concurrency,
+                added_p50_ms: l.p50 - g.p50,
+                p99_ms: l.p99,
+                requests_per_s: c.requests_per_s,
+                requests_per_s_rounds: (rps.clone().fold(f64::INFINITY, f64::min), rps.fold(0.0, f64::max)),
+                // ms per 1,000 requests is µs per request.
+                gateway_cpu_us_per_request: (!cpu.is_empty()).then(|| cpu.iter().sum()),
+            });
+        }
+        self.gateways = out;
+    }
+
+    fn gateway_cost(&self, p: PathKind, c: usize) -> Option<&GatewayCost> {
+        self.gateways.iter().find(|g| g.path == p && g.concurrency == c)
+    }
+
     /// Ratios of the first and last concurrency levels for GetUser, and of the streams.
     pub fn compute_summary(&mut self, concurrency: &[usize]) {
+        self.compute_gateways();
         let (Some(lo), Some(hi)) = (concurrency.iter().min().copied(), concurrency.iter().max().copied()) else {
             return;
         };
@@ -89,6 +137,41 @@ impl Report {
                 }
             }
         }
+        // Against each peer gateway: Switchyard (HTTP/1.1, as the peers are measured) over it.
+        let peers: Vec<PathKind> =
+            self.gateways.iter().map(|g| g.path).filter(|p| matches!(p, PathKind::Peer(_))).collect();
+        let mut seen = Vec::new();
+        for peer in peers {
+            if seen.contains(&peer) {
+                continue;
+            }
+            seen.push(peer);
+            let ours = PathKind::GatewayH1;
+            let name = peer.name();
+            let pair = |c| self.gateway_cost(ours, c).zip(self.gateway_cost(peer, c));
+            if let Some((a, b)) = pair(lo) {
+                out.push(Ratio {
+                    what: format!("get-user added p50 at c={lo}: gateway-h1 / {name}"),
+                    value: a.added_p50_ms / b.added_p50_ms,
+                });
+            }
+            if let Some((a, b)) = pair(hi) {
+                if let (Some(x), Some(y)) = (a.gateway_cpu_us_per_request, b.gateway_cpu_us_per_request) {
+                    out.push(Ratio {
+                        what: format!("get-user gateway CPU/req at c={hi}: gateway-h1 / {name}"),
+                        value: x / y,
+                    });
+                }
+                out.push(Ratio {
+                    what: format!("get-user p99 at c={hi}: gateway-h1 / {name}"),
+                    value: a.p99_ms / b.p99_ms,
+                });
+                out.push(Ratio {
+                    what: format!("get-user req/s at c={hi}: gateway-h1 / {name}"),
+                    value: a.requests_per_s / b.requests_per_s,
+                });
+            }
+        }
         for s in &self.payloads {
             if s.grpc > 5 && s.json > 0 {
                 out.push(Ratio {
@@ -116,7 +199,7 @@ impl Report {
                 let _ = writeln!(s, "\n{} @ concurrency {}", c.scenario.name(), c.concurrency);
                 let _ = writeln!(
                     s,
-                    "  {:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}  {:<28}{extra}",
+                    "  {:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}  {:<28}{extra}",
                     "path", "req/s", "p50 ms", "p90", "p99", "p99.9", "max", "errors", "cpu ms/1k req"
                 );
             }
@@ -133,7 +216,7 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "  {:<12} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}  {:<28}{extra}",
+                "  {:<24} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}  {:<28}{extra}",
                 c.path.name(),
                 c.requests_per_s,
                 f(l.as_ref().map(|l| l.p50)),
@@ -164,10 +247,31 @@ impl Report {
                 self.peak_rss_bytes.iter().map(|(k, v)| format!("{k} {:.1} MB", *v as f64 / 1e6)).collect();
             let _ = writeln!(s, "peak RSS: {}", rss.join(", "));
         }
+        if !self.gateways.is_empty() {
+            let _ = writeln!(
+                s,
+                "\ngateways, get-user        conc  added p50 ms   p99 ms     req/s  (rounds min-max)  gateway CPU µs/req"
+            );
+            for g in &self.gateways {
+                let cpu = g.gateway_cpu_us_per_request.map_or("-".to_owned(), |v| format!("{v:.0}"));
+                let _ = writeln!(
+                    s,
+                    "  {:<24} {:>4} {:>12.3} {:>8.3} {:>9.0}  ({:>6.0}-{:<6.0})   {:>18}",
+                    g.path.name(),
+                    g.concurrency,
+                    g.added_p50_ms,
+                    g.p99_ms,
+                    g.requests_per_s,
+                    g.requests_per_s_rounds.0,
+                    g.requests_per_s_rounds.1,
+                    cpu
+                );
+            }
+        }
         if !self.summary.is_empty() {
             let _ = writeln!(s, "\nsummary");
             for r in &self.summary {
-                let _ = writeln!(s, "  {:<52} {:>6.2}x", r.what, r.value);
+                let _ = writeln!(s, "  {:<60} {:>6.2}x", r.what, r.value);
             }
         }
         s

@@ -48,8 +48,7 @@ impl Scenario {
 }
 
 /// A way to reach the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PathKind {
     /// A tonic client straight to the backend (one HTTP/2 connection).
     Grpc,
@@ -67,6 +66,15 @@ pub enum PathKind {
     LegacyPassthrough,
     /// The same with the read routes shadowed: legacy answers, gRPC compared in the background.
     LegacyShadowed,
+    /// Another gateway (`--peer NAME=COMMAND`) in front of the same backend, HTTP/1.1
+    /// keep-alive; GetUser only, the one route every REST-to-gRPC gateway can be set up for.
+    Peer(&'static str),
+}
+
+impl Serialize for PathKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 impl PathKind {
@@ -79,6 +87,7 @@ impl PathKind {
             PathKind::LegacyRest => "legacy-rest",
             PathKind::LegacyPassthrough => "legacy-passthrough",
             PathKind::LegacyShadowed => "legacy-shadowed",
+            PathKind::Peer(name) => name,
         }
     }
 }

@@ -104,6 +104,24 @@ pub struct CellResult {
     pub mb_per_s: Option<f64>,
     /// CPU milliseconds per 1,000 requests, by server process.
     pub cpu_ms_per_1k: BTreeMap<String, f64>,
+    /// Each round on its own: how far the figures spread within the run.
+    pub rounds: Vec<Round>,
+}
+
+/// One round of one path in a cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    pub requests_per_s: f64,
+    pub p50_ms: Option<f64>,
+}
+
+impl Round {
+    pub fn of(rec: &Recorder, seconds: f64) -> Self {
+        Round {
+            requests_per_s: rec.ok as f64 / seconds.max(1e-9),
+            p50_ms: (!rec.latency.is_empty()).then(|| rec.latency.value_at_quantile(0.5) as f64 / 1000.0),
+        }
+    }
 }
 
 impl CellResult {
@@ -114,6 +132,7 @@ impl CellResult {
         rec: &Recorder,
         seconds: f64,
         cpu_seconds: &BTreeMap<String, f64>,
+        rounds: Vec<Round>,
     ) -> Self {
         let secs = seconds.max(1e-9);
         let requests = rec.ok;
@@ -134,6 +153,7 @@ impl CellResult {
                 .filter(|_| requests > 0)
                 .map(|(k, s)| (k.clone(), s * 1000.0 * 1000.0 / requests as f64))
                 .collect(),
+            rounds,
         }
     }
 }
