@@ -357,6 +357,16 @@ fn clear_uploads(dir: &std::path::Path) {
     }
 }
 
+/// What one path of a cell gathered over its rounds.
+#[derive(Default)]
+struct PathTotals {
+    total: Recorder,
+    seconds: f64,
+    /// CPU seconds by server process.
+    cpu: BTreeMap<String, f64>,
+    rounds: Vec<Round>,
+}
+
 async fn measure(
     args: &BenchArgs,
     targets: &Targets,
@@ -409,8 +419,7 @@ async fn measure(
                 *clients = back;
                 bar.inc(1);
             }
-            let mut recs: Vec<(Recorder, f64, BTreeMap<String, f64>, Vec<Round>)> =
-                paths.iter().map(|_| (Recorder::default(), 0.0, BTreeMap::new(), Vec::new())).collect();
+            let mut recs: Vec<PathTotals> = paths.iter().map(|_| PathTotals::default()).collect();
             for round in 0..args.rounds {
                 for (i, (p, clients)) in pool.iter_mut().enumerate() {
                     bar.set_message(format!("{} c={c} {} round {}", scenario.name(), p.name(), round + 1));
@@ -423,7 +432,7 @@ async fn measure(
                         slice(std::mem::take(clients), scenario, until, &fx, args.seed + u64::from(round)).await?;
                     let after = cpu_now(children);
                     *clients = back;
-                    let (total, seconds, cpu, rounds) = &mut recs[i];
+                    let PathTotals { total, seconds, cpu, rounds } = &mut recs[i];
                     rounds.push(Round::of(&rec, secs));
                     total.merge(&rec);
                     *seconds += secs;
@@ -434,8 +443,8 @@ async fn measure(
                     bar.inc(1);
                 }
             }
-            for (p, (rec, secs, cpu, rounds)) in paths.iter().zip(recs) {
-                cells.push(CellResult::new(scenario, c, *p, &rec, secs, &cpu, rounds));
+            for (p, t) in paths.iter().zip(recs) {
+                cells.push(CellResult::new(scenario, c, *p, &t.total, t.seconds, &t.cpu, t.rounds));
             }
             if scenario == Scenario::Upload {
                 clear_uploads(dir);
