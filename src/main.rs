@@ -69,9 +69,7 @@ enum MigrateCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    switchyard_common::logging::init();
     let cli = Cli::parse();
     // The gateway alone sizes its runtime itself (see its --threads); the rest use tokio's default.
     let runtime = match &cli.command {
@@ -79,6 +77,7 @@ fn main() -> ExitCode {
         _ => tokio::runtime::Runtime::new(),
     };
     let result = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
+    switchyard_common::logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -6,6 +6,7 @@
 //! - [`metrics`]: the process's Prometheus recorder;
 //! - [`shutdown`]: the signal that stops a server, and the grace period of its drain.
 
+pub mod logging;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

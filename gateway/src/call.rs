@@ -10,7 +10,7 @@ use futures::stream::BoxStream;
 use http::uri::PathAndQuery;
 use std::time::Duration;
 use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
 use tonic::metadata::MetadataMap;
 
 /// Per-call settings the runtime derives from the HTTP request.
@@ -76,6 +76,16 @@ impl Encoder for WireCodec {
         item.write_to(dst);
         Ok(())
     }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        small_buffers()
+    }
+}
+
+/// tonic's default 8 KiB buffers are allocated per call, off glibc's fast path; most messages
+/// through a gateway are far smaller, and bigger ones grow the buffer as they arrive.
+fn small_buffers() -> BufferSettings {
+    BufferSettings::new(1024, 32 * 1024)
 }
 
 impl Decoder for WireCodec {
@@ -84,6 +94,10 @@ impl Decoder for WireCodec {
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
         Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        small_buffers()
     }
 }
 

@@ -8,6 +8,7 @@
 use crate::connections::ClientInfo;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use ipnet::IpNet;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// The forwarding headers for one request, as (name, value) pairs.
@@ -26,44 +27,52 @@ pub fn forwarding_headers(
         (!values.is_empty()).then(|| values.join(", "))
     };
     let scheme = if client.tls { "https" } else { "http" };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = headers.get(header::HOST);
 
+    // Built for every request: values straight from the request's own headers where they can
+    // be (a HeaderValue clone shares its bytes), one string per header otherwise.
     let xff_name = HeaderName::from_static("x-forwarded-for");
     let xff = match kept(&xff_name) {
         Some(chain) => format!("{chain}, {peer}"),
         None => peer.to_string(),
     };
     let proto_name = HeaderName::from_static("x-forwarded-proto");
-    let proto = kept(&proto_name).unwrap_or_else(|| scheme.to_owned());
+    let proto = match kept(&proto_name) {
+        Some(chain) => HeaderValue::from_str(&chain).ok(),
+        None => Some(HeaderValue::from_static(scheme)),
+    };
     let host_name = HeaderName::from_static("x-forwarded-host");
-    let fwd_host = kept(&host_name).or_else(|| host.map(str::to_owned));
-
-    let mut element = format!("for={};proto={scheme}", node(peer));
-    if let Some(h) = host {
-        element.push_str(&format!(";host=\"{}\"", h.replace(['"', '\\'], "")));
-    }
-    let forwarded = match kept(&header::FORWARDED) {
-        Some(chain) => format!("{chain}, {element}"),
-        None => element,
+    let fwd_host = match kept(&host_name) {
+        Some(chain) => HeaderValue::from_str(&chain).ok(),
+        None => host.filter(|h| h.to_str().is_ok()).cloned(),
     };
 
-    let mut out = Vec::with_capacity(4);
-    for (name, value) in
-        [(xff_name, Some(xff)), (proto_name, Some(proto)), (host_name, fwd_host), (header::FORWARDED, Some(forwarded))]
-    {
-        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            out.push((name, v));
+    let mut forwarded = kept(&header::FORWARDED).map(|mut chain| {
+        chain.push_str(", ");
+        chain
+    });
+    let f = forwarded.get_or_insert_with(|| String::with_capacity(64));
+    match peer {
+        IpAddr::V4(v4) => {
+            let _ = write!(f, "for={v4}");
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(f, "for=\"[{v6}]\"");
         }
     }
-    out
-}
-
-/// A node in RFC 7239 syntax: IPv6 addresses are bracketed and quoted.
-fn node(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    let _ = write!(f, ";proto={scheme}");
+    if let Some(h) = host.and_then(|h| h.to_str().ok()) {
+        f.push_str(";host=\"");
+        f.extend(h.chars().filter(|c| !matches!(c, '"' | '\\')));
+        f.push('"');
     }
+
+    let mut out = Vec::with_capacity(4);
+    out.extend(HeaderValue::from_str(&xff).ok().map(|v| (xff_name, v)));
+    out.extend(proto.map(|v| (proto_name, v)));
+    out.extend(fwd_host.map(|v| (host_name, v)));
+    out.extend(forwarded.and_then(|v| HeaderValue::from_str(&v).ok()).map(|v| (header::FORWARDED, v)));
+    out
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    switchyard_common::logging::init();
     let Args { command } = Args::parse();
-    command.run(switchyard_common::shutdown::signal()).await
+    let result = command.run(switchyard_common::shutdown::signal()).await;
+    switchyard_common::logging::flush();
+    result
 }

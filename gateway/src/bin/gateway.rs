@@ -10,11 +10,10 @@ struct Args {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    switchyard_common::logging::init();
     let Args { command } = Args::parse();
     let result = command.config.runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(command.run()));
+    switchyard_common::logging::flush();
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(gateway::config::exit_status(&e));
