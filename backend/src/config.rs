@@ -38,7 +38,11 @@ impl Command {
             self.tls_client_ca.as_ref(),
         )?;
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
-        tracing::info!(addr = %listener.local_addr()?, database = %self.config.database, "backend listening");
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            database = %crate::store::redacted(&self.config.database),
+            "backend listening"
+        );
         if let Some(addr) = self.metrics_listen {
             let metrics = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(addr = %metrics.local_addr()?, "backend metrics at /metrics");
@@ -58,7 +62,8 @@ impl Command {
 #[derive(clap::Args, Debug, Clone)]
 #[group(id = "backend_settings")]
 pub struct Config {
-    /// Database URL: sqlite://PATH (the file and its folder are created when missing).
+    /// Database URL: sqlite://PATH (the file and its folder are created when missing), or
+    /// postgres://USER:PASSWORD@HOST:PORT/DB for several backend instances on one database.
     #[arg(long, env = "SWITCHYARD_DATABASE", default_value = "sqlite://data/switchyard.db")]
     pub database: String,
     /// Folder for uploaded files (created when missing).

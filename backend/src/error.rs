@@ -85,12 +85,13 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::AlreadyExists(_)) => Status::already_exists(message),
             ApiError::Store(StoreError::InUse(_)) => Status::failed_precondition(message),
             ApiError::Store(StoreError::Conflict(_)) => Status::aborted(message),
-            ApiError::Store(StoreError::Database(ref db)) => {
-                tracing::error!(error = %db, "database failure");
-                // Busy/locked databases are transient: tell clients to retry.
-                match db {
-                    sqlx::Error::PoolTimedOut => Status::unavailable(message),
-                    _ => Status::internal("internal database error"),
+            ApiError::Store(StoreError::Database { message: ref db, retryable }) => {
+                tracing::error!(error = %db, retryable, "database failure");
+                // What the store calls transient, clients may retry: UNAVAILABLE says so.
+                if retryable {
+                    Status::unavailable("the database is busy; try again")
+                } else {
+                    Status::internal("internal database error")
                 }
             }
             ApiError::Io(ref e) => {

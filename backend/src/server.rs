@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::events::{EventBus, InProcessBus};
 use crate::metrics::{CountLayer, RequestCounts};
 use crate::services::{chat::ChatApi, order::OrderApi, types::TypesApi, upload::UploadApi, user::UserApi};
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use std::future::Future;
 use std::sync::Arc;
 use switchyard_proto::chat::v1::chat_service_server::ChatServiceServer;
@@ -46,7 +46,7 @@ pub struct Backend {
 impl Backend {
     /// Opens the database named by the config (running migrations).
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
-        let store = SqliteStore::open(&config.database).await?;
+        let store = crate::store::open(&config.database).await?;
         let auth = crate::auth::Authenticator::load(&config.auth)?.map(Arc::new);
         if auth.is_none() {
             tracing::warn!("no authentication configured (--auth-tokens, --jwt-…): every caller may call every method");
@@ -60,7 +60,7 @@ impl Backend {
         Ok(Backend {
             tls,
             auth,
-            store: Arc::new(store),
+            store,
             bus: Arc::new(InProcessBus::new(BUS_CAPACITY)),
             counts: Arc::new(RequestCounts::new(SERVICES.iter().copied())),
             config: config.clone(),

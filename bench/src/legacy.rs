@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use backend::error::ApiError;
-use backend::store::{SqliteStore, Store};
+use backend::store::Store;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -252,7 +252,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.upload_dir)?;
-    let store = Arc::new(SqliteStore::open(&args.database).await?);
+    let store = backend::store::open(&args.database).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("legacy REST API listening on http://{}", listener.local_addr()?);
     use axum::serve::ListenerExt;

@@ -2,8 +2,13 @@
 //! several backend instances, see design.md "Scaling past one machine") is one more
 //! implementation, not a rewrite.
 
+#[cfg(test)]
+mod contract;
+mod postgres;
+mod sql;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -12,6 +17,33 @@ use switchyard_proto::chat::v1::ChatMessage;
 use switchyard_proto::order::v1::{Order, OrderItem, OrderStatus};
 use switchyard_proto::upload::v1::UploadInfo;
 use switchyard_proto::user::v1::User;
+
+/// Opens the store a database URL names, by its scheme: `sqlite://PATH` (the embedded default)
+/// or `postgres://…` / `postgresql://…` (several backend instances on one database).
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("sqlite") => Ok(std::sync::Arc::new(SqliteStore::open(url).await?)),
+        Some("postgres" | "postgresql") => Ok(std::sync::Arc::new(PostgresStore::open(url).await?)),
+        _ => Err(StoreError::Database {
+            message: format!("database URL {url:?}: expected sqlite://PATH or postgres://…"),
+            retryable: false,
+        }),
+    }
+}
+
+/// The database URL without its password, for logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
 
 /// What can go wrong in a store, independent of the database behind it.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +60,10 @@ pub enum StoreError {
     /// The row changed between read and write; the caller may retry.
     #[error("{0}")]
     Conflict(String),
-    /// The database failed; the client can do nothing about it.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    /// The database failed. The store says whether the same call may succeed if tried again
+    /// (busy, out of connections, connection lost); the message is for the log, not the client.
+    #[error("database error: {message}")]
+    Database { message: String, retryable: bool },
     /// A stored value could not be read back (corrupt row).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -111,3 +144,19 @@ pub trait ChatStore: Send + Sync {
 pub trait Store: UserStore + OrderStore + UploadStore + ChatStore + 'static {}
 
 impl<T: UserStore + OrderStore + UploadStore + ChatStore + 'static> Store for T {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(super::redacted("postgres://u:secret@h:5432/db?x=1"), "postgres://u:***@h:5432/db?x=1");
+        assert_eq!(super::redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redacted("sqlite://data/s.db"), "sqlite://data/s.db");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_refused() {
+        let e = super::open("mysql://h/db").await.err().unwrap();
+        assert!(e.to_string().contains("expected sqlite://PATH or postgres://"), "{e}");
+    }
+}

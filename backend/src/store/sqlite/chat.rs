@@ -46,28 +46,3 @@ impl ChatStore for SqliteStore {
         rows.iter().map(chat_from_row).collect()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn history_is_the_last_n_oldest_first_per_room() {
-        let (_dir, s) = crate::store::sqlite::test_store().await;
-        for i in 0..60 {
-            let room = if i % 2 == 0 { "a" } else { "b" };
-            let msg = ChatMessage {
-                session_id: room.into(),
-                user_id: "u".into(),
-                message: format!("m{i}"),
-                timestamp: i,
-                id: 0,
-            };
-            s.append_chat(msg).await.unwrap();
-        }
-        let h = s.chat_history("a", 5).await.unwrap();
-        assert_eq!(h.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["m50", "m52", "m54", "m56", "m58"]);
-        assert!(h.windows(2).all(|w| w[0].id < w[1].id));
-        assert!(s.chat_history("none", 5).await.unwrap().is_empty());
-    }
-}

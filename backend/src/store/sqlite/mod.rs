@@ -7,11 +7,11 @@ mod uploads;
 mod users;
 
 use super::StoreError;
+pub(crate) use super::sql::{now_nanos, timestamp, unique_violation};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
-use switchyard_proto::wkt::Timestamp;
 
 /// SQLite behind a small connection pool (one writer at a time, readers in parallel).
 #[derive(Clone)]
@@ -32,36 +32,19 @@ impl SqliteStore {
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::from)?;
         }
         let pool = SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(options).await?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
 }
 
-/// Maps a unique-constraint violation to `AlreadyExists`, anything else to `Database`.
-fn unique_violation(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists(what()),
-        _ => StoreError::Database(e),
-    }
-}
-
-/// The current time in Unix nanoseconds, the resolution timestamps are stored in.
-fn now_nanos() -> i64 {
-    let t = Timestamp::now();
-    t.seconds * 1_000_000_000 + i64::from(t.nanos)
-}
-
-fn timestamp(nanos: i64) -> Timestamp {
-    Timestamp { seconds: nanos.div_euclid(1_000_000_000), nanos: nanos.rem_euclid(1_000_000_000) as i32 }
-}
-
+/// A fresh store in a temporary folder, for the contract suite.
 #[cfg(test)]
-pub(crate) async fn test_store() -> (tempfile::TempDir, SqliteStore) {
+pub(crate) async fn test_store() -> Option<(tempfile::TempDir, SqliteStore)> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let store = SqliteStore::open(&url).await.unwrap();
-    (dir, store)
+    Some((dir, store))
 }

@@ -1,6 +1,8 @@
-//! Orders in SQLite; items are stored as their protobuf JSON so the schema stays flat.
+//! Orders in SQLite; items are stored as JSON of the store's own form (see `store::sql`), so
+//! the schema stays flat.
 
 use super::{SqliteStore, now_nanos, timestamp};
+use crate::store::sql::{decode_items, encode_items};
 use crate::store::{OrderStore, StoreError};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -14,8 +16,7 @@ const ORDER_PAGE: u64 = 256;
 const ORDER_COLUMNS: &str = "id, user_id, items, total, status, created_at, updated_at";
 
 fn order_from_row(row: &SqliteRow) -> Result<Order, StoreError> {
-    let items: Vec<OrderItem> =
-        serde_json::from_str(row.try_get("items")?).map_err(|e| StoreError::Corrupt(format!("order items: {e}")))?;
+    let items = decode_items(row.try_get("items")?)?;
     Ok(Order {
         order_id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
@@ -32,7 +33,7 @@ impl OrderStore for SqliteStore {
     async fn create_order(&self, user_id: &str, items: Vec<OrderItem>, total: f64) -> Result<Order, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_nanos();
-        let items = serde_json::to_string(&items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let items = encode_items(&items);
         let row = sqlx::query(&format!(
             "INSERT INTO orders (id, user_id, items, total, status, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {ORDER_COLUMNS}"
@@ -50,7 +51,7 @@ impl OrderStore for SqliteStore {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
                 StoreError::NotFound(format!("user {user_id:?}"))
             }
-            _ => StoreError::Database(e),
+            _ => e.into(),
         })?;
         order_from_row(&row)
     }
@@ -109,46 +110,5 @@ impl OrderStore for SqliteStore {
                 }
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{NewUser, UserStore};
-    use futures::StreamExt;
-
-    fn item(q: i32) -> OrderItem {
-        OrderItem { product_id: "p".into(), name: "P".into(), quantity: q, price: 1.5 }
-    }
-
-    #[tokio::test]
-    async fn orders_stream_in_order_and_block_user_deletion() {
-        let (_dir, s) = crate::store::sqlite::test_store().await;
-        let u = s.create_user(NewUser { name: "U".into(), email: "u@x.io".into(), age: 1 }).await.unwrap();
-        for q in 1..=5 {
-            s.create_order(&u.id, vec![item(q)], 1.5 * f64::from(q)).await.unwrap();
-        }
-        let all: Vec<Order> = s.orders_of_user(&u.id, None).map(Result::unwrap).collect().await;
-        assert_eq!(all.iter().map(|o| o.items[0].quantity).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
-        assert_eq!(s.orders_of_user(&u.id, Some(2)).count().await, 2);
-        assert_eq!(s.orders_of_user("nobody", None).count().await, 0);
-        let r = s.delete_user(&u.id).await;
-        assert!(matches!(r, Err(StoreError::InUse(_))), "{r:?}");
-        assert!(matches!(s.create_order("nobody", vec![item(1)], 1.0).await, Err(StoreError::NotFound(_))));
-    }
-
-    #[tokio::test]
-    async fn status_changes_are_compare_and_set() {
-        let (_dir, s) = crate::store::sqlite::test_store().await;
-        let u = s.create_user(NewUser { name: "U".into(), email: "u@x.io".into(), age: 1 }).await.unwrap();
-        let o = s.create_order(&u.id, vec![item(1)], 1.5).await.unwrap();
-        let paid = s.set_order_status(&o.order_id, OrderStatus::Pending, OrderStatus::Paid).await.unwrap();
-        assert_eq!(paid.status(), OrderStatus::Paid);
-        assert!(paid.updated_at.unwrap() >= o.updated_at.unwrap());
-        let again = s.set_order_status(&o.order_id, OrderStatus::Pending, OrderStatus::Paid).await;
-        assert!(matches!(again, Err(StoreError::Conflict(_))));
-        let missing = s.set_order_status("nope", OrderStatus::Pending, OrderStatus::Paid).await;
-        assert!(matches!(missing, Err(StoreError::NotFound(_))));
     }
 }

@@ -83,7 +83,7 @@ impl UserStore for SqliteStore {
                 sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
                     StoreError::InUse(format!("user {id:?} still has orders"))
                 }
-                _ => StoreError::Database(e),
+                _ => e.into(),
             })?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user {id:?}")));
@@ -105,59 +105,5 @@ impl UserStore for SqliteStore {
         };
         let users = page.iter().map(user_from_row).collect::<Result<_, _>>()?;
         Ok(UserPage { users, next })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn new_user(n: u32) -> NewUser {
-        NewUser { name: format!("User {n}"), email: format!("u{n}@example.com"), age: 30 }
-    }
-
-    #[tokio::test]
-    async fn create_get_update_delete() {
-        let (_dir, s) = crate::store::sqlite::test_store().await;
-        let u = s.create_user(new_user(1)).await.unwrap();
-        assert!(u.active);
-        assert_eq!(u.status(), UserStatus::Active);
-        assert_eq!(s.get_user(&u.id).await.unwrap(), u);
-        let patched = s.update_user(&u.id, UserPatch { age: Some(0), ..Default::default() }).await.unwrap();
-        assert_eq!((patched.age, patched.name.as_str()), (0, "User 1"));
-        s.delete_user(&u.id).await.unwrap();
-        assert!(matches!(s.get_user(&u.id).await, Err(StoreError::NotFound(_))));
-        assert!(matches!(s.delete_user(&u.id).await, Err(StoreError::NotFound(_))));
-    }
-
-    #[tokio::test]
-    async fn emails_are_unique_ignoring_case() {
-        let (_dir, s) = crate::store::sqlite::test_store().await;
-        s.create_user(new_user(1)).await.unwrap();
-        let mut dup = new_user(2);
-        dup.email = "U1@EXAMPLE.com".into();
-        assert!(matches!(s.create_user(dup).await, Err(StoreError::AlreadyExists(_))));
-        let other = s.create_user(new_user(3)).await.unwrap();
-        let taken = UserPatch { email: Some("u1@example.com".into()), ..Default::default() };
-        assert!(matches!(s.update_user(&other.id, taken).await, Err(StoreError::AlreadyExists(_))));
-    }
-
-    #[tokio::test]
-    async fn pages_follow_creation_order_to_the_end() {
-        let (_dir, s) = crate::store::sqlite::test_store().await;
-        for n in 0..5 {
-            s.create_user(new_user(n)).await.unwrap();
-        }
-        let mut after = 0;
-        let mut names = Vec::new();
-        loop {
-            let page = s.list_users(after, 2).await.unwrap();
-            names.extend(page.users.into_iter().map(|u| u.name));
-            match page.next {
-                Some(n) => after = n,
-                None => break,
-            }
-        }
-        assert_eq!(names, (0..5).map(|n| format!("User {n}")).collect::<Vec<_>>());
     }
 }
