@@ -1,8 +1,8 @@
 //! Live fan-out behind a small interface: publish bytes on a topic, subscribe to a topic.
 //!
-//! Payloads are encoded protobuf messages, so the same interface can later ride on a database's
-//! notifications (PostgreSQL LISTEN/NOTIFY) when several backend instances must share it. Today's
-//! implementation is in-process: one bounded broadcast channel per topic.
+//! Payloads are encoded protobuf messages. [`InProcessBus`] fans out within one process: one
+//! bounded broadcast channel per topic. `PgBus` (module `pg_bus`) carries them over PostgreSQL's
+//! LISTEN/NOTIFY so that every backend instance on one database hears every publish.
 //!
 //! Slow subscribers never slow publishers: each subscriber has a bounded buffer, and one that
 //! falls further behind than that is told so ([`Lagged`]) and dropped by its service (see the
@@ -26,6 +26,8 @@ pub trait EventBus: Send + Sync + 'static {
     fn subscribe(&self, topic: &str) -> Subscription;
     /// How many subscribers `topic` has (for monitoring and tests).
     fn subscribers(&self, topic: &str) -> usize;
+    /// Ends every subscription (their `recv` returns `Ok(None)`), for shutdown.
+    fn close(&self);
 }
 
 /// A live subscription; dropping it unsubscribes.
@@ -106,12 +108,23 @@ impl EventBus for InProcessBus {
         let topics = self.topics.lock().expect("topic map lock");
         topics.get(topic).map_or(0, |tx| tx.receiver_count())
     }
+
+    fn close(&self) {
+        self.topics.lock().expect("topic map lock").clear();
+    }
 }
 
-impl InProcessBus {
-    /// Ends every subscription (their `recv` returns `Ok(None)`), for shutdown.
-    pub fn close(&self) {
-        self.topics.lock().expect("topic map lock").clear();
+impl Subscription {
+    /// The subscription as a stream: payloads, then `Err(Lagged)` once if messages were lost
+    /// (and the stream goes on), ending when the bus closes.
+    pub fn into_stream(self) -> futures::stream::BoxStream<'static, Result<Bytes, Lagged>> {
+        Box::pin(futures::stream::unfold(self, |mut sub| async move {
+            match sub.recv().await {
+                Ok(Some(b)) => Some((Ok(b), sub)),
+                Ok(None) => None,
+                Err(l) => Some((Err(l), sub)),
+            }
+        }))
     }
 }
 

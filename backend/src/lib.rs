@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod pg_bus;
 pub mod server;
 pub mod services;
 pub mod store;

@@ -1,7 +1,7 @@
 //! Puts the services, health checking and server reflection on one tonic server.
 
 use crate::config::Config;
-use crate::events::{EventBus, InProcessBus};
+use crate::events::EventBus;
 use crate::metrics::{CountLayer, RequestCounts};
 use crate::services::{chat::ChatApi, order::OrderApi, types::TypesApi, upload::UploadApi, user::UserApi};
 use crate::store::Store;
@@ -38,7 +38,7 @@ pub struct Backend {
     tls: Option<Arc<switchyard_common::tls::ServerTls>>,
     /// Who may call what, when authentication is configured.
     auth: Option<Arc<crate::auth::Authenticator>>,
-    bus: Arc<InProcessBus>,
+    bus: Arc<dyn EventBus>,
     counts: Arc<RequestCounts>,
     config: Config,
 }
@@ -46,7 +46,7 @@ pub struct Backend {
 impl Backend {
     /// Opens the database named by the config (running migrations).
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
-        let store = crate::store::open(&config.database).await?;
+        let (store, bus) = crate::store::open_with_bus(&config.database, BUS_CAPACITY).await?;
         let auth = crate::auth::Authenticator::load(&config.auth)?.map(Arc::new);
         if auth.is_none() {
             tracing::warn!("no authentication configured (--auth-tokens, --jwt-…): every caller may call every method");
@@ -61,7 +61,7 @@ impl Backend {
             tls,
             auth,
             store,
-            bus: Arc::new(InProcessBus::new(BUS_CAPACITY)),
+            bus,
             counts: Arc::new(RequestCounts::new(SERVICES.iter().copied())),
             config: config.clone(),
         })

@@ -85,8 +85,11 @@ impl ChatApi {
         Validator::default().check(!room.is_empty(), "session_id", "must name the room to join").finish()?;
         let mut sub = self.bus.subscribe(&room_topic(&room));
         let history = self.store.chat_history(&room, HISTORY).await?;
-        // Messages posted between subscribing and reading history arrive twice; skip those.
-        let mut seen = history.last().map_or(0, |m| m.id);
+        // Messages posted between subscribing and reading history arrive twice; skip those by id.
+        // Live messages are otherwise passed on in the order the bus delivers them, which is
+        // one order for every participant (with several instances on PostgreSQL, its commit
+        // order) — not necessarily id order, so ids are not compared.
+        let in_history: std::collections::HashSet<i64> = history.iter().map(|m| m.id).collect();
         for m in history {
             if tx.send(Ok(m)).await.is_err() {
                 return Ok(());
@@ -116,7 +119,7 @@ impl ChatApi {
                         // The client is done sending: deliver what is already here (its own
                         // messages' acknowledgements among them), then end.
                         while let Ok(Some(bytes)) = sub.try_recv() {
-                            if let Ok(m) = ChatMessage::decode(bytes) && m.id > seen {
+                            if let Ok(m) = ChatMessage::decode(bytes) && !in_history.contains(&m.id) {
                                 let _ = tx.send(Ok(m)).await;
                             }
                         }
@@ -127,11 +130,8 @@ impl ChatApi {
                 ev = sub.recv() => match ev {
                     Ok(Some(bytes)) => {
                         let Ok(m) = ChatMessage::decode(bytes) else { continue };
-                        if m.id > seen {
-                            seen = m.id;
-                            if tx.send(Ok(m)).await.is_err() {
-                                return Ok(());
-                            }
+                        if !in_history.contains(&m.id) && tx.send(Ok(m)).await.is_err() {
+                            return Ok(());
                         }
                     }
                     Ok(None) => return Ok(()),

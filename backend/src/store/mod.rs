@@ -11,25 +11,54 @@ mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+use crate::events::{EventBus, InProcessBus};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use std::sync::Arc;
 use switchyard_proto::chat::v1::ChatMessage;
 use switchyard_proto::order::v1::{Order, OrderItem, OrderStatus};
 use switchyard_proto::upload::v1::UploadInfo;
 use switchyard_proto::user::v1::User;
 
-/// Opens the store a database URL names, by its scheme: `sqlite://PATH` (the embedded default)
-/// or `postgres://…` / `postgresql://…` (several backend instances on one database).
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("sqlite") => Ok(std::sync::Arc::new(SqliteStore::open(url).await?)),
-        Some("postgres" | "postgresql") => Ok(std::sync::Arc::new(PostgresStore::open(url).await?)),
+/// The databases a URL can name, told apart by its scheme here and nowhere else.
+enum Kind {
+    /// `sqlite://PATH`: the embedded default, one backend process.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`: several backend instances on one database.
+    Postgres,
+}
+
+fn kind(url: &str) -> Result<Kind, StoreError> {
+    match url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).as_deref() {
+        Some("sqlite") => Ok(Kind::Sqlite),
+        Some("postgres" | "postgresql") => Ok(Kind::Postgres),
         _ => Err(StoreError::Database {
-            message: format!("database URL {url:?}: expected sqlite://PATH or postgres://…"),
+            message: format!("database URL {:?}: expected sqlite://PATH or postgres://…", redacted(url)),
             retryable: false,
         }),
     }
+}
+
+/// Opens the store a database URL names.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match kind(url)? {
+        Kind::Sqlite => Arc::new(SqliteStore::open(url).await?),
+        Kind::Postgres => Arc::new(PostgresStore::open(url).await?),
+    })
+}
+
+/// Opens the store and the event bus that go with it: in-process for SQLite, over the same
+/// database for PostgreSQL (so that every instance hears every change). Subscribers buffer up
+/// to `capacity` messages.
+pub async fn open_with_bus(url: &str, capacity: usize) -> Result<(Arc<dyn Store>, Arc<dyn EventBus>), StoreError> {
+    Ok(match kind(url)? {
+        Kind::Sqlite => (Arc::new(SqliteStore::open(url).await?), Arc::new(InProcessBus::new(capacity))),
+        Kind::Postgres => {
+            let store = PostgresStore::open(url).await?;
+            let bus = crate::pg_bus::PgBus::start(store.pool().clone(), capacity).await?;
+            (Arc::new(store), Arc::new(bus))
+        }
+    })
 }
 
 /// The database URL without its password, for logs.

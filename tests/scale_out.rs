@@ -1,0 +1,176 @@
+//! Two backend instances on one PostgreSQL behind one gateway: live streams cross instances
+//! (an order watcher on one hears a change made through the other; a chat room with a
+//! participant on each sees every message once, in one order), and killing one instance ends
+//! only its own streams while new calls go to the other.
+//!
+//! Needs `SWITCHYARD_TEST_POSTGRES_URL` (`.ci/run` starts a PostgreSQL and sets it); without it
+//! the test says it skipped.
+
+mod common;
+
+use common::{eventually, http, send};
+use serde_json::json;
+use sqlx::Connection;
+use std::time::Duration;
+use switchyard_proto::chat::v1::ChatMessage;
+use switchyard_proto::chat::v1::chat_service_client::ChatServiceClient;
+use switchyard_proto::order::v1::order_service_client::OrderServiceClient;
+use switchyard_proto::order::v1::{
+    CreateOrderRequest, OrderItem, OrderStatus, StreamRequest, UpdateOrderStatusRequest,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// A schema of its own on the test database: the URL that selects it, and the statement that
+/// drops it.
+async fn fresh_schema() -> Option<(String, String, String)> {
+    let base = std::env::var("SWITCHYARD_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+    let name = format!("scale_{}", std::process::id());
+    let mut c = sqlx::PgConnection::connect(&base).await.expect("SWITCHYARD_TEST_POSTGRES_URL accepts connections");
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut c).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut c).await.unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some((format!("{base}{sep}options=-csearch_path%3D{name}"), base, format!("DROP SCHEMA {name} CASCADE")))
+}
+
+struct Instance {
+    addr: std::net::SocketAddr,
+    bus: std::sync::Arc<dyn backend::events::EventBus>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn instance(config: &backend::Config) -> Instance {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let backend = backend::Backend::open(config).await.unwrap();
+    let bus = backend.bus();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(backend.serve(listener, stop.clone().cancelled_owned()));
+    Instance { addr, bus, stop, task }
+}
+
+async fn channel(i: &Instance) -> Channel {
+    Channel::from_shared(format!("http://{}", i.addr)).unwrap().connect().await.unwrap()
+}
+
+/// A message from `user` to the test's room; an empty text only joins.
+fn chat_line(user: &str, text: &str) -> ChatMessage {
+    ChatMessage { session_id: "scale".into(), user_id: user.into(), message: text.into(), timestamp: 0, id: 0 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres() {
+    let Some((url, base_url, drop_schema)) = fresh_schema().await else {
+        use std::io::Write as _;
+        let _ =
+            writeln!(std::io::stderr(), "SKIPPED two_instances_on_one_postgres: SWITCHYARD_TEST_POSTGRES_URL unset");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = backend::Config::in_dir(dir.path());
+    config.database = url;
+    let a = instance(&config).await;
+    let b = instance(&config).await;
+
+    let mut gw = gateway::Config::for_backend(format!("http://{}", a.addr));
+    gw.api.backends.push(format!("http://{}", b.addr).parse().unwrap());
+    gw.health_check_interval = Duration::from_millis(100);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { gateway::run(listener, &gw, std::future::pending()).await });
+
+    // Users made through the gateway land on either instance; both read them.
+    let (status, user) =
+        send(http().post(format!("{base}/api/v1/users")).json(&json!({"name": "S", "email": "s@example.com"}))).await;
+    assert_eq!(status, 200, "{user}");
+    let user_id = user["id"].as_str().unwrap().to_owned();
+
+    // An order watcher on A hears a change made through B.
+    let mut on_a = OrderServiceClient::new(channel(&a).await);
+    let mut on_b = OrderServiceClient::new(channel(&b).await);
+    let item = OrderItem { product_id: "p".into(), name: "P".into(), quantity: 1, price: 2.0 };
+    let order = on_b.create_order(CreateOrderRequest { user_id: user_id.clone(), items: vec![item] }).await.unwrap();
+    let order_id = order.into_inner().order_id;
+    let mut watch = on_a
+        .stream_order_updates(StreamRequest { user_id: String::new(), order_id: order_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let topic = format!("orders.order.{order_id}");
+    eventually("the watch is subscribed on A", || a.bus.subscribers(&topic) == 1).await;
+    on_b.update_order_status(UpdateOrderStatusRequest { order_id: order_id.clone(), status: OrderStatus::Paid as i32 })
+        .await
+        .unwrap();
+    // A watch on one order starts with its current state, then follows its changes.
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first.status(), OrderStatus::Pending);
+    let update = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!((update.order_id.as_str(), update.status()), (order_id.as_str(), OrderStatus::Paid));
+
+    // A chat room with one participant on each instance: every message once, one order.
+    let (tx_a, rx_a) = tokio::sync::mpsc::channel(16);
+    let (tx_b, rx_b) = tokio::sync::mpsc::channel(16);
+    let mut chat_a = ChatServiceClient::new(channel(&a).await)
+        .chat(tokio_stream::wrappers::ReceiverStream::new(rx_a))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut chat_b = ChatServiceClient::new(channel(&b).await)
+        .chat(tokio_stream::wrappers::ReceiverStream::new(rx_b))
+        .await
+        .unwrap()
+        .into_inner();
+    tx_a.send(chat_line("a", "")).await.unwrap();
+    tx_b.send(chat_line("b", "")).await.unwrap();
+    eventually("both participants joined", || {
+        a.bus.subscribers("chat.scale") == 1 && b.bus.subscribers("chat.scale") == 1
+    })
+    .await;
+    // Both post at once, several times: the orders must agree, whatever they are.
+    for n in 0..5 {
+        tx_a.send(chat_line("a", &format!("a{n}"))).await.unwrap();
+        tx_b.send(chat_line("b", &format!("b{n}"))).await.unwrap();
+    }
+    let read = async |s: &mut tonic::Streaming<ChatMessage>| {
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            let m = tokio::time::timeout(Duration::from_secs(10), s.message()).await.unwrap().unwrap().unwrap();
+            if !m.message.is_empty() {
+                got.push(m.message);
+            }
+        }
+        got
+    };
+    let seen_a = read(&mut chat_a).await;
+    let seen_b = read(&mut chat_b).await;
+    assert_eq!(seen_a, seen_b, "one order on both instances");
+    let mut sorted = seen_a.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 10, "every message once: {seen_a:?}");
+
+    // A message too big for a notification (4,000 three-byte characters, within the chat's
+    // character limit) travels by id through the database.
+    let big = "✓".repeat(4_000);
+    tx_a.send(chat_line("a", &big)).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(10), chat_b.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(m.message.len(), big.len());
+
+    // A goes away mid-stream: its streams end, B's go on, and new calls go to B.
+    a.stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), a.task).await;
+    let ended = tokio::time::timeout(Duration::from_secs(15), watch.message()).await.unwrap();
+    assert!(!matches!(ended, Ok(Some(_))), "A's watch ended: {ended:?}");
+    tx_b.send(chat_line("b", "after")).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(10), chat_b.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(m.message, "after");
+    for n in 0..4 {
+        let (status, body) = send(http().get(format!("{base}/api/v1/users/{user_id}"))).await;
+        assert_eq!(status, 200, "call {n} after A stopped: {body}");
+    }
+    b.stop.cancel();
+    let _ = b.task.await;
+    let mut c = sqlx::PgConnection::connect(&base_url).await.unwrap();
+    sqlx::query(&drop_schema).execute(&mut c).await.unwrap();
+}
