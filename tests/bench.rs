@@ -154,3 +154,52 @@ fn a_bad_peer_is_refused() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--peer"), "{bad}");
     }
 }
+
+/// On PostgreSQL with two backend instances: both instances serve and are charged, and the
+/// bench leaves no schema behind. Skipped, visibly, without `SWITCHYARD_TEST_POSTGRES_URL`.
+#[test]
+fn runs_on_postgres_with_two_instances() {
+    let Some(url) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED runs_on_postgres_with_two_instances: SWITCHYARD_TEST_POSTGRES_URL unset"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let (table, _) = bench(&[
+        "--scenario",
+        "get-user",
+        "--scenario",
+        "create-user",
+        "--database",
+        &url,
+        "--backend-instances",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(table.contains("backend-2"), "{table}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["settings"]["database"], "postgres");
+    for c in report["cells"].as_array().unwrap() {
+        assert_eq!(c["errors"], serde_json::json!({}), "errors in {c}");
+        if c["path"] == "grpc" || c["path"] == "gateway-h1" {
+            let cpu = c["cpu_ms_per_1k"].as_object().unwrap();
+            assert!(cpu.contains_key("backend") && cpu.contains_key("backend-2"), "{c}");
+        }
+    }
+}
+
+/// More than one backend instance on SQLite is refused: one process owns the file.
+#[test]
+fn two_instances_need_postgres() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["bench", "--quick", "--backend-instances", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --database postgres://"), "{out:?}");
+}

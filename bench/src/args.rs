@@ -62,6 +62,14 @@ pub struct BenchArgs {
     /// -listen {listen} -backend {backend}`.
     #[arg(long = "peer", value_parser = Peer::parse)]
     pub peers: Vec<Peer>,
+    /// The database of the servers the bench starts: a `postgres://…` URL runs them on
+    /// PostgreSQL, in a schema the bench creates and drops. Default: a fresh SQLite file.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Backend instances on the one database (more than one needs PostgreSQL): the gateways
+    /// take turns on them and native gRPC balances over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub backend_instances: u32,
 }
 
 /// A gateway other than ours, started by the bench.

@@ -25,6 +25,8 @@ impl Server {
 /// The servers of a default run.
 pub struct Children {
     pub backend: Server,
+    /// More backend instances on the same database ("backend-2", …).
+    pub more_backends: Vec<Server>,
     pub gateway: Server,
     /// The same gateway with `--access-log off`.
     pub quiet: Server,
@@ -131,50 +133,39 @@ async fn start(name: &str, mut command: Command, addr: SocketAddr, dir: &Path) -
 
 impl Children {
     /// Starts backend, gateway and legacy REST service over one database in `dir`.
-    pub async fn start(dir: &Path, peers: &[Peer]) -> anyhow::Result<Self> {
-        let db = format!("sqlite://{}", dir.join("bench.db").display());
+    /// `db` is the database URL every server uses; `instances` backends share it.
+    pub async fn start(dir: &Path, peers: &[Peer], db: &str, instances: u32) -> anyhow::Result<Self> {
+        let db = db.to_owned();
         let s = |p: &Path| p.display().to_string();
-        let backend_addr = free_port()?;
-        let backend = spawn(
-            "backend",
-            &[
+        let backend_args = |addr: SocketAddr| -> Vec<String> {
+            vec![
                 "backend".into(),
                 "--listen".into(),
-                backend_addr.to_string(),
+                addr.to_string(),
                 "--database".into(),
                 db.clone(),
                 "--upload-dir".into(),
                 s(&dir.join("uploads")),
-            ],
-            dir,
-        )
-        .await?;
-        let gateway = spawn(
-            "gateway",
-            &[
-                "gateway".into(),
-                "--listen".into(),
-                free_port()?.to_string(),
-                "--backend".into(),
-                format!("http://{}", backend.addr),
-            ],
-            dir,
-        )
-        .await?;
-        let quiet = spawn(
-            "gateway-no-access-log",
-            &[
-                "gateway".into(),
-                "--listen".into(),
-                free_port()?.to_string(),
-                "--backend".into(),
-                format!("http://{}", backend.addr),
-                "--access-log".into(),
-                "off".into(),
-            ],
-            dir,
-        )
-        .await?;
+            ]
+        };
+        let backend = spawn("backend", &backend_args(free_port()?), dir).await?;
+        let mut more_backends = Vec::new();
+        for n in 2..=instances {
+            more_backends.push(spawn(&format!("backend-{n}"), &backend_args(free_port()?), dir).await?);
+        }
+        // Every gateway is given every backend instance: a balanced set.
+        let backends: Vec<String> = std::iter::once(&backend)
+            .chain(&more_backends)
+            .flat_map(|b| ["--backend".to_owned(), format!("http://{}", b.addr)])
+            .collect();
+        let gateway_args = |extra: &[&str]| -> anyhow::Result<Vec<String>> {
+            let mut a = vec!["gateway".into(), "--listen".into(), free_port()?.to_string()];
+            a.extend(backends.iter().cloned());
+            a.extend(extra.iter().map(|e| (*e).to_owned()));
+            Ok(a)
+        };
+        let gateway = spawn("gateway", &gateway_args(&[])?, dir).await?;
+        let quiet = spawn("gateway-no-access-log", &gateway_args(&["--access-log", "off"])?, dir).await?;
         let legacy = spawn(
             "legacy-rest",
             &[
@@ -182,7 +173,7 @@ impl Children {
                 "--listen".into(),
                 free_port()?.to_string(),
                 "--database".into(),
-                db,
+                db.clone(),
                 "--upload-dir".into(),
                 s(&dir.join("legacy-uploads")),
             ],
@@ -193,32 +184,22 @@ impl Children {
         std::fs::write(&passthrough_plan, PASSTHROUGH_PLAN)?;
         let shadow_plan = dir.join("shadow.toml");
         std::fs::write(&shadow_plan, SHADOW_PLAN)?;
-        let migration_gateway = |plan: &Path| -> anyhow::Result<Vec<String>> {
-            Ok(vec![
-                "gateway".into(),
-                "--listen".into(),
-                free_port()?.to_string(),
-                "--backend".into(),
-                format!("http://{}", backend.addr),
-                "--legacy".into(),
-                format!("http://{}", legacy.addr),
-                "--migration".into(),
-                s(plan),
-            ])
-        };
+        let legacy_url = format!("http://{}", legacy.addr);
+        let migration_gateway =
+            |plan: &Path| gateway_args(&["--legacy", &legacy_url, "--migration", &plan.display().to_string()]);
         let passthrough = spawn("passthrough", &migration_gateway(&passthrough_plan)?, dir).await?;
         let shadow = spawn("shadow", &migration_gateway(&shadow_plan)?, dir).await?;
         let mut started = Vec::new();
         for p in peers {
             started.push(spawn_peer(p, backend.addr, dir).await?);
         }
-        Ok(Children { backend, gateway, quiet, legacy, passthrough, shadow, peers: started })
+        Ok(Children { backend, more_backends, gateway, quiet, legacy, passthrough, shadow, peers: started })
     }
 
     /// Every server, for per-process figures.
     pub fn all(&self) -> Vec<&Server> {
         let ours = [&self.backend, &self.gateway, &self.quiet, &self.legacy, &self.passthrough, &self.shadow];
-        ours.into_iter().chain(&self.peers).collect()
+        ours.into_iter().chain(&self.more_backends).chain(&self.peers).collect()
     }
 
     fn all_mut(&mut self) -> Vec<&mut Server> {
@@ -230,7 +211,7 @@ impl Children {
             &mut self.passthrough,
             &mut self.shadow,
         ];
-        ours.into_iter().chain(&mut self.peers).collect()
+        ours.into_iter().chain(&mut self.more_backends).chain(&mut self.peers).collect()
     }
 
     /// Stops the servers: SIGTERM, a moment to finish, then SIGKILL.

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`args`]: the flags;
 //! - [`children`]: backend, gateway and legacy REST as child processes of this executable;
+//! - [`database`]: the schema a PostgreSQL run creates and drops;
 //! - [`legacy`]: the legacy REST service (`switchyard legacy-rest`);
 //! - [`scenario`]: the scenarios, the paths, and one request of each;
 //! - [`stats`]: histograms and per-cell results;
@@ -17,6 +18,7 @@
 
 pub mod args;
 pub mod children;
+pub mod database;
 pub mod idle;
 pub mod legacy;
 pub mod payload;
@@ -48,6 +50,8 @@ use tonic::transport::{Channel, Endpoint};
 /// Where the paths point.
 struct Targets {
     grpc: String,
+    /// More backend instances native gRPC balances over.
+    more_grpc: Vec<String>,
     gateway: String,
     /// The gateway without access log, when the bench started it.
     quiet: Option<String>,
@@ -67,11 +71,16 @@ fn authority(url: &str) -> String {
 /// Runs the whole comparison, prints the table and writes the requested files.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let args = args.resolved();
+    if args.backend_instances > 1 && !args.database.as_deref().is_some_and(database::is_postgres) {
+        anyhow::bail!("--backend-instances above 1 needs --database postgres://…: SQLite serves one process");
+    }
     let dir = tempfile::tempdir()?;
+    let mut schema_guard: Option<database::Schema> = None;
     let (targets, children) = match (&args.grpc, &args.rest) {
         (Some(g), Some(r)) => (
             Targets {
                 grpc: g.clone(),
+                more_grpc: Vec::new(),
                 gateway: r.clone(),
                 quiet: None,
                 legacy: args.legacy.clone(),
@@ -83,9 +92,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ),
         _ => {
             eprintln!("starting backend, gateway and legacy REST service in {}", dir.path().display());
-            let c = Children::start(dir.path(), &args.peers).await?;
+            let db = match &args.database {
+                Some(url) => {
+                    let schema = database::Schema::create(url).await?;
+                    let u = schema.url.clone();
+                    schema_guard = Some(schema);
+                    u
+                }
+                None => format!("sqlite://{}", dir.path().join("bench.db").display()),
+            };
+            let c = match Children::start(dir.path(), &args.peers, &db, args.backend_instances).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(s) = schema_guard.take() {
+                        s.drop_schema().await;
+                    }
+                    return Err(e);
+                }
+            };
             let t = Targets {
                 grpc: format!("http://{}", c.backend.addr),
+                more_grpc: c.more_backends.iter().map(|b| format!("http://{}", b.addr)).collect(),
                 gateway: format!("http://{}", c.gateway.addr),
                 quiet: Some(format!("http://{}", c.quiet.addr)),
                 legacy: Some(format!("http://{}", c.legacy.addr)),
@@ -107,6 +134,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if let Some(c) = children {
             c.stop().await;
         }
+        if let Some(s) = schema_guard.take() {
+            s.drop_schema().await;
+        }
         let cost = cost?;
         println!(
             "gateway memory per idle keep-alive connection: {:.1} KiB ({} connections, RSS {} -> {} KiB)",
@@ -120,6 +150,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     if let Some(c) = children {
         c.stop().await;
+    }
+    if let Some(s) = schema_guard.take() {
+        s.drop_schema().await;
     }
     let report = outcome?;
     print!("{}", report.table());
@@ -328,15 +361,17 @@ async fn connect(path: PathKind, targets: &Targets, grpc: &Channel, n: usize) ->
 
 /// Whether the server process `name` takes part in a request over `path`.
 fn serves(path: PathKind, name: &str) -> bool {
+    // Every backend instance counts: the gateways and native gRPC spread calls over them.
+    let backend = name == "backend" || name.starts_with("backend-");
     match path {
-        PathKind::Grpc => name == "backend",
-        PathKind::GatewayH1 | PathKind::GatewayH2 => name == "backend" || name == "gateway",
-        PathKind::GatewayH1NoAccessLog => name == "backend" || name == "gateway-no-access-log",
+        PathKind::Grpc => backend,
+        PathKind::GatewayH1 | PathKind::GatewayH2 => backend || name == "gateway",
+        PathKind::GatewayH1NoAccessLog => backend || name == "gateway-no-access-log",
         PathKind::LegacyRest => name == "legacy-rest",
         PathKind::LegacyPassthrough => name == "legacy-rest" || name == "passthrough",
         // The shadow's background calls count: they are what shadowing costs the machine.
-        PathKind::LegacyShadowed => name == "legacy-rest" || name == "shadow" || name == "backend",
-        PathKind::Peer(peer) => name == "backend" || name == peer,
+        PathKind::LegacyShadowed => name == "legacy-rest" || name == "shadow" || backend,
+        PathKind::Peer(peer) => backend || name == peer,
     }
 }
 
@@ -373,12 +408,21 @@ async fn measure(
     children: Option<&Children>,
     dir: &std::path::Path,
 ) -> anyhow::Result<Report> {
-    let channel = Endpoint::from_shared(targets.grpc.clone())?
-        .tcp_nodelay(true)
-        .initial_stream_window_size(4 << 20)
-        .initial_connection_window_size(8 << 20)
-        .connect()
-        .await?;
+    let endpoint = |url: &str| -> anyhow::Result<Endpoint> {
+        Ok(Endpoint::from_shared(url.to_owned())?
+            .tcp_nodelay(true)
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(8 << 20))
+    };
+    let channel = if targets.more_grpc.is_empty() {
+        endpoint(&targets.grpc)?.connect().await?
+    } else {
+        let all = std::iter::once(&targets.grpc)
+            .chain(&targets.more_grpc)
+            .map(|u| endpoint(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        Channel::balance_list(all.into_iter())
+    };
     let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros());
     eprintln!("seeding: 100 users, {} orders, a {} MiB file", args.orders, args.upload_mib);
     let fx = Arc::new(seed(&channel, args, &run_id).await?);
@@ -464,6 +508,8 @@ async fn measure(
         "requests": args.requests, "warmup_s": args.warmup, "rounds": args.rounds, "orders": args.orders,
         "upload_mib": args.upload_mib, "seed": args.seed, "quick": args.quick,
         "targets": {"grpc": targets.grpc, "gateway": targets.gateway, "legacy": targets.legacy},
+        "database": if args.database.as_deref().is_some_and(database::is_postgres) { "postgres" } else { "sqlite" },
+        "backend_instances": args.backend_instances,
         "peers": args.peers.iter().map(|p| serde_json::json!({"name": p.name, "command": p.argv})).collect::<Vec<_>>(),
     });
     let mut report = Report {
