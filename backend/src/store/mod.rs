@@ -6,6 +6,7 @@
 mod contract;
 mod postgres;
 mod sql;
+mod sql_store;
 mod sqlite;
 
 pub use postgres::PostgresStore;

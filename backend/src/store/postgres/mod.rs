@@ -2,10 +2,10 @@
 //! machine"): the same tables as SQLite in PostgreSQL's types, migrations applied at start-up
 //! under PostgreSQL's advisory lock (instances starting together apply them once).
 
-mod chat;
-mod orders;
-mod uploads;
-mod users;
+/// The store traits, from the queries both SQL stores share.
+mod queries {
+    crate::store::sql_store::sql_store!(super::PostgresStore, sqlx::postgres::PgRow);
+}
 
 use super::StoreError;
 use sqlx::PgPool;

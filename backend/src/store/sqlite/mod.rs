@@ -1,13 +1,12 @@
 //! The embedded default store: one SQLite file in WAL mode, `synchronous=FULL` so that a write
 //! the client saw acknowledged survives a crash or power loss.
 
-mod chat;
-mod orders;
-mod uploads;
-mod users;
+/// The store traits, from the queries both SQL stores share.
+mod queries {
+    crate::store::sql_store::sql_store!(super::SqliteStore, sqlx::sqlite::SqliteRow);
+}
 
 use super::StoreError;
-pub(crate) use super::sql::{now_nanos, timestamp, unique_violation};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;

@@ -1,0 +1,299 @@
+//! One implementation of the store traits for both SQL databases: the queries are written once,
+//! in SQL both SQLite and PostgreSQL accept (`$N` parameters in order of first use, `RETURNING`,
+//! `TRUE`), and [`sql_store!`] instantiates them for a store type and its row type. What differs
+//! between the two lives in their migrations (column types, the case-insensitive email index) and
+//! in how each opens its pool.
+
+/// Implements `UserStore`, `OrderStore`, `UploadStore` and `ChatStore` for `$store` (a struct
+/// with a `pool` field) whose rows are `$row`. Invoke it in a module of its own.
+macro_rules! sql_store {
+    ($store:ty, $row:ty) => {
+        use crate::store::sql::{decode_items, encode_items, now_nanos, timestamp, unique_violation};
+        use crate::store::{NewUser, StoreError, UserPage, UserPatch};
+        use async_trait::async_trait;
+        use futures::stream::BoxStream;
+        use sqlx::Row;
+        use std::collections::HashMap;
+        use switchyard_proto::chat::v1::ChatMessage;
+        use switchyard_proto::order::v1::{Order, OrderItem, OrderStatus};
+        use switchyard_proto::upload::v1::UploadInfo;
+        use switchyard_proto::user::v1::{CreatedAt, User, UserStatus};
+
+        const USER_COLUMNS: &str = "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status";
+
+        fn user_from_row(row: &$row) -> Result<User, StoreError> {
+            let roles: Vec<String> =
+                serde_json::from_str(row.try_get("roles")?).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
+            let metadata: HashMap<String, String> =
+                serde_json::from_str(row.try_get("metadata")?).map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
+            Ok(User {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                email: row.try_get("email")?,
+                age: row.try_get("age")?,
+                active: row.try_get("active")?,
+                roles,
+                metadata,
+                created_at: Some(CreatedAt { timestamp: row.try_get("created_at")?, timezone: row.try_get("timezone")? }),
+                status: row.try_get("status")?,
+            })
+        }
+
+        #[async_trait]
+        impl crate::store::UserStore for $store {
+            async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+                let id = uuid::Uuid::new_v4().to_string();
+                let now = chrono::Utc::now().timestamp();
+                let email = new.email.clone();
+                let row = sqlx::query(&format!(
+                    "INSERT INTO users (id, name, email, age, active, roles, metadata, created_at, timezone, status)
+                     VALUES ($1, $2, $3, $4, TRUE, '[]', '{{}}', $5, 'UTC', $6) RETURNING {USER_COLUMNS}"
+                ))
+                .bind(&id)
+                .bind(&new.name)
+                .bind(&new.email)
+                .bind(new.age)
+                .bind(now)
+                .bind(UserStatus::Active as i32)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| unique_violation(e, || format!("a user with email {email:?}")))?;
+                user_from_row(&row)
+            }
+
+            async fn get_user(&self, id: &str) -> Result<User, StoreError> {
+                let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("user {id:?}")))?;
+                user_from_row(&row)
+            }
+
+            async fn update_user(&self, id: &str, patch: UserPatch) -> Result<User, StoreError> {
+                let email = patch.email.clone();
+                let row = sqlx::query(&format!(
+                    "UPDATE users SET name = COALESCE($1, name), email = COALESCE($2, email), age = COALESCE($3, age)
+                     WHERE id = $4 RETURNING {USER_COLUMNS}"
+                ))
+                .bind(patch.name)
+                .bind(patch.email)
+                .bind(patch.age)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| unique_violation(e, || format!("a user with email {:?}", email.unwrap_or_default())))?
+                .ok_or_else(|| StoreError::NotFound(format!("user {id:?}")))?;
+                user_from_row(&row)
+            }
+
+            async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
+                let done =
+                    sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.pool).await.map_err(
+                        |e| match &e {
+                            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                                StoreError::InUse(format!("user {id:?} still has orders"))
+                            }
+                            _ => e.into(),
+                        },
+                    )?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(format!("user {id:?}")));
+                }
+                Ok(())
+            }
+
+            async fn list_users(&self, after: i64, limit: u32) -> Result<UserPage, StoreError> {
+                let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE seq > $1 ORDER BY seq LIMIT $2"))
+                    .bind(after)
+                    .bind(i64::from(limit) + 1)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let more = rows.len() > limit as usize;
+                let page = &rows[..rows.len().min(limit as usize)];
+                let next = match (more, page.last()) {
+                    (true, Some(last)) => Some(last.try_get::<i64, _>("seq")?),
+                    _ => None,
+                };
+                let users = page.iter().map(user_from_row).collect::<Result<_, _>>()?;
+                Ok(UserPage { users, next })
+            }
+        }
+
+        /// Rows read per query while streaming a user's orders.
+        const ORDER_PAGE: u64 = 256;
+
+        const ORDER_COLUMNS: &str = "id, user_id, items, total, status, created_at, updated_at";
+
+        fn order_from_row(row: &$row) -> Result<Order, StoreError> {
+            Ok(Order {
+                order_id: row.try_get("id")?,
+                user_id: row.try_get("user_id")?,
+                items: decode_items(row.try_get("items")?)?,
+                total: row.try_get("total")?,
+                status: row.try_get("status")?,
+                created_at: Some(timestamp(row.try_get("created_at")?)),
+                updated_at: Some(timestamp(row.try_get("updated_at")?)),
+            })
+        }
+
+        #[async_trait]
+        impl crate::store::OrderStore for $store {
+            async fn create_order(&self, user_id: &str, items: Vec<OrderItem>, total: f64) -> Result<Order, StoreError> {
+                let id = uuid::Uuid::new_v4().to_string();
+                let now = now_nanos();
+                let row = sqlx::query(&format!(
+                    "INSERT INTO orders (id, user_id, items, total, status, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ORDER_COLUMNS}"
+                ))
+                .bind(&id)
+                .bind(user_id)
+                .bind(encode_items(&items))
+                .bind(total)
+                .bind(OrderStatus::Pending as i32)
+                .bind(now)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                        StoreError::NotFound(format!("user {user_id:?}"))
+                    }
+                    _ => e.into(),
+                })?;
+                order_from_row(&row)
+            }
+
+            async fn get_order(&self, id: &str) -> Result<Order, StoreError> {
+                let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("order {id:?}")))?;
+                order_from_row(&row)
+            }
+
+            async fn set_order_status(&self, id: &str, from: OrderStatus, to: OrderStatus) -> Result<Order, StoreError> {
+                // One statement: the database re-checks `status` on the row it writes (PostgreSQL on the
+                // row it locks, SQLite under its one writer), so of racing writers exactly one matches.
+                let row = sqlx::query(&format!(
+                    "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4 RETURNING {ORDER_COLUMNS}"
+                ))
+                .bind(to as i32)
+                .bind(now_nanos())
+                .bind(id)
+                .bind(from as i32)
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    Some(row) => order_from_row(&row),
+                    None => {
+                        // Tell "no such order" from "someone changed it first".
+                        self.get_order(id).await?;
+                        Err(StoreError::Conflict(format!("order {id:?} changed concurrently; read it again")))
+                    }
+                }
+            }
+
+            fn orders_of_user(&self, user_id: &str, limit: Option<u32>) -> BoxStream<'static, Result<Order, StoreError>> {
+                let pool = self.pool.clone();
+                let user_id = user_id.to_owned();
+                let mut left = limit.map_or(u64::MAX, u64::from);
+                // Pages, not one long cursor: a slow client must not hold one of the pool's few
+                // connections for as long as it takes to read.
+                Box::pin(async_stream::try_stream! {
+                    let sql = format!(
+                        "SELECT seq, {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                    );
+                    let mut after = 0i64;
+                    while left > 0 {
+                        let page = left.min(ORDER_PAGE) as i64;
+                        let rows = sqlx::query(&sql).bind(&user_id).bind(after).bind(page).fetch_all(&pool).await?;
+                        let done = (rows.len() as i64) < page;
+                        for row in &rows {
+                            after = row.try_get("seq")?;
+                            left -= 1;
+                            yield order_from_row(row)?;
+                        }
+                        if done {
+                            break;
+                        }
+                    }
+                })
+            }
+        }
+
+        #[async_trait]
+        impl crate::store::UploadStore for $store {
+            async fn insert_upload(&self, info: &UploadInfo) -> Result<(), StoreError> {
+                let created = info.created_at.unwrap_or_default();
+                sqlx::query("INSERT INTO uploads (id, upload_id, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&info.file_id)
+                    .bind(&info.upload_id)
+                    .bind(info.size)
+                    .bind(&info.sha256)
+                    .bind(created.seconds * 1_000_000_000 + i64::from(created.nanos))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn get_upload(&self, file_id: &str) -> Result<UploadInfo, StoreError> {
+                let row = sqlx::query("SELECT id, upload_id, size, sha256, created_at FROM uploads WHERE id = $1")
+                    .bind(file_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("upload {file_id:?}")))?;
+                Ok(UploadInfo {
+                    file_id: row.try_get("id")?,
+                    upload_id: row.try_get("upload_id")?,
+                    size: row.try_get("size")?,
+                    sha256: row.try_get("sha256")?,
+                    created_at: Some(timestamp(row.try_get("created_at")?)),
+                })
+            }
+        }
+
+        fn chat_from_row(row: &$row) -> Result<ChatMessage, StoreError> {
+            Ok(ChatMessage {
+                id: row.try_get("id")?,
+                session_id: row.try_get("session_id")?,
+                user_id: row.try_get("user_id")?,
+                message: row.try_get("message")?,
+                timestamp: row.try_get("timestamp")?,
+            })
+        }
+
+        #[async_trait]
+        impl crate::store::ChatStore for $store {
+            async fn append_chat(&self, msg: ChatMessage) -> Result<ChatMessage, StoreError> {
+                let row = sqlx::query(
+                    "INSERT INTO chat_messages (session_id, user_id, message, timestamp) VALUES ($1, $2, $3, $4)
+                     RETURNING id, session_id, user_id, message, timestamp",
+                )
+                .bind(&msg.session_id)
+                .bind(&msg.user_id)
+                .bind(&msg.message)
+                .bind(msg.timestamp)
+                .fetch_one(&self.pool)
+                .await?;
+                chat_from_row(&row)
+            }
+
+            async fn chat_history(&self, session_id: &str, n: u32) -> Result<Vec<ChatMessage>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, session_id, user_id, message, timestamp FROM
+                       (SELECT * FROM chat_messages WHERE session_id = $1 ORDER BY id DESC LIMIT $2) AS last
+                     ORDER BY id",
+                )
+                .bind(session_id)
+                .bind(i64::from(n))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(chat_from_row).collect()
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;
