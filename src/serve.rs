@@ -149,7 +149,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         async move { gateway::server::serve_gateway(http_listener, gateway, &gateway_config, stop.cancelled_owned()).await }
     });
     let tls = (args.backend.tls.is_some(), args.gateway.tls.is_some());
-    println!("{}", banner(grpc_addr, http_addr, &args.backend.database, tls.0, tls.1));
+    println!("{}", banner(grpc_addr, http_addr, &backend::store::redacted(&args.backend.database), tls.0, tls.1));
     switchyard_common::shutdown::signal().await;
     stop.cancel();
     b.await??;
