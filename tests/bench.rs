@@ -159,14 +159,7 @@ fn a_bad_peer_is_refused() {
 /// bench leaves no schema behind. Skipped, visibly, without `SWITCHYARD_TEST_POSTGRES_URL`.
 #[test]
 fn runs_on_postgres_with_two_instances() {
-    let Some(url) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED runs_on_postgres_with_two_instances: SWITCHYARD_TEST_POSTGRES_URL unset"
-        );
-        return;
-    };
+    let Some(url) = common::postgres_url("runs_on_postgres_with_two_instances") else { return };
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let (table, _) = bench(&[

@@ -10,7 +10,6 @@ mod common;
 
 use common::{eventually, http, send};
 use serde_json::json;
-use sqlx::Connection;
 use std::time::Duration;
 use switchyard_proto::chat::v1::ChatMessage;
 use switchyard_proto::chat::v1::chat_service_client::ChatServiceClient;
@@ -20,18 +19,6 @@ use switchyard_proto::order::v1::{
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-
-/// A schema of its own on the test database: the URL that selects it, and the statement that
-/// drops it.
-async fn fresh_schema() -> Option<(String, String, String)> {
-    let base = std::env::var("SWITCHYARD_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
-    let name = format!("scale_{}", std::process::id());
-    let mut c = sqlx::PgConnection::connect(&base).await.expect("SWITCHYARD_TEST_POSTGRES_URL accepts connections");
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut c).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut c).await.unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some((format!("{base}{sep}options=-csearch_path%3D{name}"), base, format!("DROP SCHEMA {name} CASCADE")))
-}
 
 struct Instance {
     addr: std::net::SocketAddr,
@@ -61,15 +48,11 @@ fn chat_line(user: &str, text: &str) -> ChatMessage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_postgres() {
-    let Some((url, base_url, drop_schema)) = fresh_schema().await else {
-        use std::io::Write as _;
-        let _ =
-            writeln!(std::io::stderr(), "SKIPPED two_instances_on_one_postgres: SWITCHYARD_TEST_POSTGRES_URL unset");
-        return;
-    };
+    let Some(base_url) = common::postgres_url("two_instances_on_one_postgres") else { return };
+    let schema = backend::store::PostgresSchema::create(&base_url, "scale").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = backend::Config::in_dir(dir.path());
-    config.database = url;
+    config.database = schema.url.clone();
     let a = instance(&config).await;
     let b = instance(&config).await;
 
@@ -171,6 +154,5 @@ async fn two_instances_on_one_postgres() {
     }
     b.stop.cancel();
     let _ = b.task.await;
-    let mut c = sqlx::PgConnection::connect(&base_url).await.unwrap();
-    sqlx::query(&drop_schema).execute(&mut c).await.unwrap();
+    schema.drop_schema().await.unwrap();
 }

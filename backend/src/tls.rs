@@ -44,14 +44,7 @@ pub fn incoming(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> Incoming 
         loop {
             let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
             let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                accepted = switchyard_common::net::accept(&listener) => accepted,
                 // tonic stopped serving.
                 () = send.closed() => return,
             };

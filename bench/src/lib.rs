@@ -71,11 +71,11 @@ fn authority(url: &str) -> String {
 /// Runs the whole comparison, prints the table and writes the requested files.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let args = args.resolved();
-    if args.backend_instances > 1 && !args.database.as_deref().is_some_and(database::is_postgres) {
+    if args.backend_instances > 1 && !args.database.as_deref().is_some_and(backend::store::is_postgres) {
         anyhow::bail!("--backend-instances above 1 needs --database postgres://…: SQLite serves one process");
     }
     let dir = tempfile::tempdir()?;
-    let mut schema_guard: Option<database::Schema> = None;
+    let mut schema_guard: Option<backend::store::PostgresSchema> = None;
     let (targets, children) = match (&args.grpc, &args.rest) {
         (Some(g), Some(r)) => (
             Targets {
@@ -92,21 +92,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ),
         _ => {
             eprintln!("starting backend, gateway and legacy REST service in {}", dir.path().display());
-            let db = match &args.database {
-                Some(url) => {
-                    let schema = database::Schema::create(url).await?;
-                    let u = schema.url.clone();
-                    schema_guard = Some(schema);
-                    u
-                }
+            if let Some(url) = &args.database {
+                schema_guard = Some(database::create(url).await?);
+            }
+            let db = match &schema_guard {
+                Some(schema) => schema.url.clone(),
                 None => format!("sqlite://{}", dir.path().join("bench.db").display()),
             };
             let c = match Children::start(dir.path(), &args.peers, &db, args.backend_instances).await {
                 Ok(c) => c,
                 Err(e) => {
-                    if let Some(s) = schema_guard.take() {
-                        s.drop_schema().await;
-                    }
+                    database::release(&mut schema_guard).await;
                     return Err(e);
                 }
             };
@@ -134,9 +130,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if let Some(c) = children {
             c.stop().await;
         }
-        if let Some(s) = schema_guard.take() {
-            s.drop_schema().await;
-        }
+        database::release(&mut schema_guard).await;
         let cost = cost?;
         println!(
             "gateway memory per idle keep-alive connection: {:.1} KiB ({} connections, RSS {} -> {} KiB)",
@@ -151,9 +145,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(c) = children {
         c.stop().await;
     }
-    if let Some(s) = schema_guard.take() {
-        s.drop_schema().await;
-    }
+    database::release(&mut schema_guard).await;
     let report = outcome?;
     print!("{}", report.table());
     if let Some(file) = &args.json {
@@ -508,7 +500,7 @@ async fn measure(
         "requests": args.requests, "warmup_s": args.warmup, "rounds": args.rounds, "orders": args.orders,
         "upload_mib": args.upload_mib, "seed": args.seed, "quick": args.quick,
         "targets": {"grpc": targets.grpc, "gateway": targets.gateway, "legacy": targets.legacy},
-        "database": if args.database.as_deref().is_some_and(database::is_postgres) { "postgres" } else { "sqlite" },
+        "database": if args.database.as_deref().is_some_and(backend::store::is_postgres) { "postgres" } else { "sqlite" },
         "backend_instances": args.backend_instances,
         "peers": args.peers.iter().map(|p| serde_json::json!({"name": p.name, "command": p.argv})).collect::<Vec<_>>(),
     });

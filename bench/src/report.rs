@@ -138,14 +138,14 @@ impl Report {
             }
         }
         // Against each peer gateway: Switchyard (HTTP/1.1, as the peers are measured) over it.
-        let peers: Vec<PathKind> =
-            self.gateways.iter().map(|g| g.path).filter(|p| matches!(p, PathKind::Peer(_))).collect();
-        let mut seen = Vec::new();
+        // One gateway cost per path and concurrency: the peers are those at the lowest level.
+        let peers: Vec<PathKind> = self
+            .gateways
+            .iter()
+            .filter(|g| g.concurrency == lo && matches!(g.path, PathKind::Peer(_)))
+            .map(|g| g.path)
+            .collect();
         for peer in peers {
-            if seen.contains(&peer) {
-                continue;
-            }
-            seen.push(peer);
             let ours = PathKind::GatewayH1;
             let name = peer.name();
             let pair = |c| self.gateway_cost(ours, c).zip(self.gateway_cost(peer, c));

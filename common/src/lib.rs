@@ -8,6 +8,7 @@
 
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

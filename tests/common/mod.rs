@@ -225,3 +225,15 @@ pub async fn ws_next(ws: &mut WsStream) -> Value {
         }
     }
 }
+
+/// The database the PostgreSQL tests may create schemas in (`SWITCHYARD_TEST_POSTGRES_URL`), or
+/// `None` after saying that `test` is skipped — straight to stderr, which the test harness does
+/// not swallow as it does `eprintln!` of a passing test.
+pub fn postgres_url(test: &str) -> Option<String> {
+    let url = std::env::var("SWITCHYARD_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: SWITCHYARD_TEST_POSTGRES_URL unset");
+    }
+    url
+}

@@ -9,7 +9,7 @@ mod sql;
 mod sql_store;
 mod sqlite;
 
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, Schema as PostgresSchema};
 pub use sqlite::SqliteStore;
 
 use crate::events::{EventBus, InProcessBus};
@@ -38,6 +38,11 @@ fn kind(url: &str) -> Result<Kind, StoreError> {
             retryable: false,
         }),
     }
+}
+
+/// Whether a database URL names PostgreSQL.
+pub fn is_postgres(url: &str) -> bool {
+    matches!(kind(url), Ok(Kind::Postgres))
 }
 
 /// Opens the store a database URL names.

@@ -14,9 +14,21 @@ pub(crate) fn unique_violation(e: sqlx::Error, what: impl FnOnce() -> String) ->
     }
 }
 
+/// Maps a foreign-key violation to the error `what` makes, anything else to `Database`.
+pub(crate) fn foreign_key_violation(e: sqlx::Error, what: impl FnOnce() -> StoreError) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => what(),
+        _ => e.into(),
+    }
+}
+
 /// The current time in Unix nanoseconds, the resolution timestamps are stored in.
 pub(crate) fn now_nanos() -> i64 {
-    let t = Timestamp::now();
+    nanos(Timestamp::now())
+}
+
+/// A timestamp as stored: Unix nanoseconds.
+pub(crate) fn nanos(t: Timestamp) -> i64 {
     t.seconds * 1_000_000_000 + i64::from(t.nanos)
 }
 

@@ -8,7 +8,9 @@
 /// with a `pool` field) whose rows are `$row`. Invoke it in a module of its own.
 macro_rules! sql_store {
     ($store:ty, $row:ty) => {
-        use crate::store::sql::{decode_items, encode_items, now_nanos, timestamp, unique_violation};
+        use crate::store::sql::{
+            decode_items, encode_items, foreign_key_violation, nanos, now_nanos, timestamp, unique_violation,
+        };
         use crate::store::{NewUser, StoreError, UserPage, UserPatch};
         use async_trait::async_trait;
         use futures::stream::BoxStream;
@@ -88,15 +90,11 @@ macro_rules! sql_store {
             }
 
             async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
-                let done =
-                    sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.pool).await.map_err(
-                        |e| match &e {
-                            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                                StoreError::InUse(format!("user {id:?} still has orders"))
-                            }
-                            _ => e.into(),
-                        },
-                    )?;
+                let done = sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| foreign_key_violation(e, || StoreError::InUse(format!("user {id:?} still has orders"))))?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound(format!("user {id:?}")));
                 }
@@ -155,12 +153,7 @@ macro_rules! sql_store {
                 .bind(now)
                 .fetch_one(&self.pool)
                 .await
-                .map_err(|e| match &e {
-                    sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                        StoreError::NotFound(format!("user {user_id:?}"))
-                    }
-                    _ => e.into(),
-                })?;
+                .map_err(|e| foreign_key_violation(e, || StoreError::NotFound(format!("user {user_id:?}"))))?;
                 order_from_row(&row)
             }
 
@@ -232,7 +225,7 @@ macro_rules! sql_store {
                     .bind(&info.upload_id)
                     .bind(info.size)
                     .bind(&info.sha256)
-                    .bind(created.seconds * 1_000_000_000 + i64::from(created.nanos))
+                    .bind(nanos(created))
                     .execute(&self.pool)
                     .await?;
                 Ok(())

@@ -7,6 +7,10 @@ mod queries {
     crate::store::sql_store::sql_store!(super::PostgresStore, sqlx::postgres::PgRow);
 }
 
+mod schema;
+
+pub use schema::Schema;
+
 use super::StoreError;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -44,45 +48,23 @@ impl PostgresStore {
 #[cfg(test)]
 pub(crate) async fn test_store() -> Option<(TestSchema, PostgresStore)> {
     let url = std::env::var("SWITCHYARD_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
-    let schema = TestSchema::create(&url).await;
+    let schema = Schema::create(&url, "test").await.expect("SWITCHYARD_TEST_POSTGRES_URL accepts connections");
     let store = PostgresStore::open(&schema.url).await.unwrap();
-    Some((schema, store))
+    Some((TestSchema(Some(schema)), store))
 }
 
-/// A schema made for one test.
+/// Drops its schema when a test ends, however it ends.
 #[cfg(test)]
-pub(crate) struct TestSchema {
-    base: String,
-    name: String,
-    /// The URL that selects the schema.
-    pub url: String,
-}
-
-#[cfg(test)]
-impl TestSchema {
-    pub async fn create(base: &str) -> TestSchema {
-        use sqlx::Connection;
-        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-        let mut c = sqlx::PgConnection::connect(base).await.expect("SWITCHYARD_TEST_POSTGRES_URL accepts connections");
-        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut c).await.unwrap();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-csearch_path%3D{name}");
-        TestSchema { base: base.to_owned(), name, url }
-    }
-}
+pub(crate) struct TestSchema(Option<Schema>);
 
 #[cfg(test)]
 impl Drop for TestSchema {
     fn drop(&mut self) {
-        let (base, name) = (self.base.clone(), self.name.clone());
+        let Some(schema) = self.0.take() else { return };
         // Dropped from inside a test's runtime: a thread of its own with its own runtime.
         let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut c) = sqlx::PgConnection::connect(&base).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA {name} CASCADE")).execute(&mut c).await;
-                }
-            })
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let _ = rt.block_on(schema.drop_schema());
         })
         .join();
     }
