@@ -40,6 +40,15 @@ pub struct ServeArgs {
     /// The gateway requires client certificates signed by this CA (PEM).
     #[arg(long, env = "SWITCHYARD_GATEWAY_TLS_CLIENT_CA", requires = "http_tls_cert")]
     pub http_tls_client_ca: Option<PathBuf>,
+    /// Prometheus metrics at `/metrics` on an address of their own (the standalone backend's
+    /// `--metrics-listen`). One process keeps one registry, so this shows the backend's and the
+    /// gateway's metrics alike; the gateway's port shows them at `/metrics` as well.
+    #[arg(long, env = "SWITCHYARD_BACKEND_METRICS_LISTEN")]
+    pub grpc_metrics_listen: Option<SocketAddr>,
+    /// The same metrics on another address of their own, e.g. one a scraper on another network
+    /// reaches.
+    #[arg(long, env = "SWITCHYARD_GATEWAY_METRICS_LISTEN")]
+    pub http_metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub backend: backend::Config,
     #[command(flatten)]
@@ -148,8 +157,15 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         async move { gateway::server::serve_gateway(http_listener, gateway, &gateway_config, stop.cancelled_owned()).await }
     });
+    let mut metrics = Vec::new();
+    for addr in [args.grpc_metrics_listen, args.http_metrics_listen].into_iter().flatten() {
+        metrics.push(backend::metrics::listen(addr).await?);
+    }
     let tls = (args.backend.tls.is_some(), args.gateway.tls.is_some());
     println!("{}", banner(grpc_addr, http_addr, &backend::store::redacted(&args.backend.database), tls.0, tls.1));
+    for addr in metrics {
+        println!("  metrics      : http://{addr}/metrics");
+    }
     switchyard_common::shutdown::signal().await;
     stop.cancel();
     b.await??;

@@ -44,10 +44,7 @@ impl Command {
             "backend listening"
         );
         if let Some(addr) = self.metrics_listen {
-            let metrics = tokio::net::TcpListener::bind(addr).await?;
-            tracing::info!(addr = %metrics.local_addr()?, "backend metrics at /metrics");
-            let _ = switchyard_common::metrics::handle();
-            tokio::spawn(crate::metrics::serve(metrics));
+            crate::metrics::listen(addr).await?;
         }
         let telemetry = self.telemetry.init("switchyard-backend")?;
         let served = crate::run(listener, &self.config, shutdown).await;

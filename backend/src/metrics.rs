@@ -205,6 +205,17 @@ impl<B: http_body::Body> http_body::Body for Recorded<B> {
 
 /// Serves the process's Prometheus metrics at `/metrics` on their own listener (`switchyard
 /// backend --metrics-listen`), apart from the gRPC port.
+/// Binds `addr` and serves the process's metrics there in the background; returns the bound
+/// address.
+pub async fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "metrics at /metrics");
+    let _ = switchyard_common::metrics::handle();
+    tokio::spawn(serve(listener));
+    Ok(bound)
+}
+
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let app = axum::Router::new().route(
         "/metrics",
