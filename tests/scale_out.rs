@@ -120,7 +120,7 @@ async fn two_instances_on_one_postgres() {
         while got.len() < 10 {
             let m = tokio::time::timeout(Duration::from_secs(10), s.message()).await.unwrap().unwrap().unwrap();
             if !m.message.is_empty() {
-                got.push(m.message);
+                got.push((m.id, m.message));
             }
         }
         got
@@ -128,10 +128,28 @@ async fn two_instances_on_one_postgres() {
     let seen_a = read(&mut chat_a).await;
     let seen_b = read(&mut chat_b).await;
     assert_eq!(seen_a, seen_b, "one order on both instances");
-    let mut sorted = seen_a.clone();
-    sorted.sort();
-    sorted.dedup();
-    assert_eq!(sorted.len(), 10, "every message once: {seen_a:?}");
+    let ids: Vec<i64> = seen_a.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (1..=10).collect::<Vec<_>>(), "the room's positions, in order: {seen_a:?}");
+    let mut texts: Vec<&str> = seen_a.iter().map(|(_, t)| t.as_str()).collect();
+    texts.sort_unstable();
+    texts.dedup();
+    assert_eq!(texts.len(), 10, "every message once: {seen_a:?}");
+    // A late joiner on either instance gets the same history.
+    for late in [&a, &b] {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(chat_line("late", "")).await.unwrap();
+        let mut s = ChatServiceClient::new(channel(late).await)
+            .chat(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        drop(tx);
+        let mut history = Vec::new();
+        while let Some(m) = tokio::time::timeout(Duration::from_secs(10), s.message()).await.unwrap().unwrap() {
+            history.push((m.id, m.message));
+        }
+        assert_eq!(history, seen_a, "the history is the live order");
+    }
 
     // A message too big for a notification (4,000 three-byte characters, within the chat's
     // character limit) travels by id through the database.

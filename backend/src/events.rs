@@ -5,18 +5,33 @@
 //! LISTEN/NOTIFY so that every backend instance on one database hears every publish.
 //!
 //! Slow subscribers never slow publishers: each subscriber has a bounded buffer, and one that
-//! falls further behind than that is told so ([`Lagged`]) and dropped by its service (see the
-//! policies in `services::order` and `services::chat`).
+//! falls further behind than that is told so ([`Missed::Lagged`]) and dropped by its service (see
+//! the policies in `services::order` and `services::chat`). A bus that lost its connection for a
+//! while tells every subscriber ([`Missed::Interrupted`]), so that none goes on as if it had
+//! heard everything.
 
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-/// A subscriber fell behind by this many messages, which it will never see.
+/// Messages a subscriber will never see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("fell behind by {0} messages")]
-pub struct Lagged(pub u64);
+pub enum Missed {
+    /// It fell behind by this many messages.
+    #[error("fell behind by {0} messages")]
+    Lagged(u64),
+    /// The bus lost its connection for a while: whatever was published then is gone.
+    #[error("may have missed messages while the event bus reconnected")]
+    Interrupted,
+}
+
+/// What travels on a topic's channel.
+#[derive(Clone)]
+enum Delivery {
+    Payload(Bytes),
+    Interrupted,
+}
 
 /// Fan-out of encoded messages by topic.
 pub trait EventBus: Send + Sync + 'static {
@@ -32,33 +47,42 @@ pub trait EventBus: Send + Sync + 'static {
 
 /// A live subscription; dropping it unsubscribes.
 pub struct Subscription {
-    rx: broadcast::Receiver<Bytes>,
+    rx: broadcast::Receiver<Delivery>,
     /// Removes the topic's channel when the last subscriber leaves, so topics do not pile up.
     _guard: Option<TopicGuard>,
 }
 
 impl Subscription {
-    /// The next payload; `Ok(None)` when the bus is gone, `Err(Lagged)` when messages were lost.
-    pub async fn recv(&mut self) -> Result<Option<Bytes>, Lagged> {
+    /// The next payload; `Ok(None)` when the bus is gone, `Err` when messages were lost.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, Missed> {
         match self.rx.recv().await {
-            Ok(b) => Ok(Some(b)),
+            Ok(d) => d.into(),
             Err(broadcast::error::RecvError::Closed) => Ok(None),
-            Err(broadcast::error::RecvError::Lagged(n)) => Err(Lagged(n)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Err(Missed::Lagged(n)),
         }
     }
 
     /// A payload that is already waiting, without waiting for more.
-    pub fn try_recv(&mut self) -> Result<Option<Bytes>, Lagged> {
+    pub fn try_recv(&mut self) -> Result<Option<Bytes>, Missed> {
         match self.rx.try_recv() {
-            Ok(b) => Ok(Some(b)),
-            Err(broadcast::error::TryRecvError::Lagged(n)) => Err(Lagged(n)),
+            Ok(d) => d.into(),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => Err(Missed::Lagged(n)),
             Err(_) => Ok(None),
         }
     }
 }
 
+impl From<Delivery> for Result<Option<Bytes>, Missed> {
+    fn from(d: Delivery) -> Self {
+        match d {
+            Delivery::Payload(b) => Ok(Some(b)),
+            Delivery::Interrupted => Err(Missed::Interrupted),
+        }
+    }
+}
+
 struct TopicGuard {
-    topics: Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>,
+    topics: Arc<Mutex<HashMap<String, broadcast::Sender<Delivery>>>>,
     topic: String,
 }
 
@@ -75,7 +99,7 @@ impl Drop for TopicGuard {
 /// The in-process bus.
 #[derive(Clone)]
 pub struct InProcessBus {
-    topics: Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>,
+    topics: Arc<Mutex<HashMap<String, broadcast::Sender<Delivery>>>>,
     capacity: usize,
 }
 
@@ -84,6 +108,14 @@ impl InProcessBus {
     pub fn new(capacity: usize) -> Self {
         InProcessBus { topics: Arc::default(), capacity }
     }
+
+    /// Tells every subscriber that messages may have been lost (a bus that carries this one's
+    /// publishes between processes lost its connection).
+    pub fn interrupted(&self) {
+        for tx in self.topics.lock().expect("topic map lock").values() {
+            let _ = tx.send(Delivery::Interrupted);
+        }
+    }
 }
 
 impl EventBus for InProcessBus {
@@ -91,7 +123,7 @@ impl EventBus for InProcessBus {
         let topics = self.topics.lock().expect("topic map lock");
         if let Some(tx) = topics.get(topic) {
             // An error only means nobody listens right now.
-            let _ = tx.send(payload);
+            let _ = tx.send(Delivery::Payload(payload));
         }
     }
 
@@ -115,9 +147,9 @@ impl EventBus for InProcessBus {
 }
 
 impl Subscription {
-    /// The subscription as a stream: payloads, then `Err(Lagged)` once if messages were lost
-    /// (and the stream goes on), ending when the bus closes.
-    pub fn into_stream(self) -> futures::stream::BoxStream<'static, Result<Bytes, Lagged>> {
+    /// The subscription as a stream: payloads, with an `Err` where messages were lost (and the
+    /// stream goes on), ending when the bus closes.
+    pub fn into_stream(self) -> futures::stream::BoxStream<'static, Result<Bytes, Missed>> {
         Box::pin(futures::stream::unfold(self, |mut sub| async move {
             match sub.recv().await {
                 Ok(Some(b)) => Some((Ok(b), sub)),
@@ -144,12 +176,26 @@ mod tests {
         bus.publish("t", Bytes::from_static(b"2"));
         bus.publish("t", Bytes::from_static(b"3"));
         // b missed nothing yet but buffers only 2: "1" was pushed out.
-        assert_eq!(b.recv().await, Err(Lagged(1)));
+        assert_eq!(b.recv().await, Err(Missed::Lagged(1)));
         assert_eq!(b.recv().await, Ok(Some(Bytes::from_static(b"2"))));
         drop(a);
         assert_eq!(bus.subscribers("t"), 1);
         drop(b);
         assert_eq!(bus.subscribers("t"), 0);
         assert!(bus.topics.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_interruption_reaches_every_subscriber_in_its_place() {
+        let bus = InProcessBus::new(8);
+        let mut a = bus.subscribe("t");
+        let mut b = bus.subscribe("u");
+        bus.publish("t", Bytes::from_static(b"1"));
+        bus.interrupted();
+        bus.publish("t", Bytes::from_static(b"2"));
+        assert_eq!(a.recv().await, Ok(Some(Bytes::from_static(b"1"))));
+        assert_eq!(a.recv().await, Err(Missed::Interrupted));
+        assert_eq!(a.recv().await, Ok(Some(Bytes::from_static(b"2"))));
+        assert_eq!(b.try_recv(), Err(Missed::Interrupted));
     }
 }

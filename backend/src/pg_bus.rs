@@ -64,42 +64,52 @@ async fn notify(pool: &PgPool, topic: &str, payload: &[u8]) -> Result<(), sqlx::
 }
 
 /// Hands what the database delivers to local subscribers. PgListener reconnects by itself after
-/// a lost connection; what was published meanwhile is lost, as on any live-only bus.
+/// a lost connection; what was published meanwhile is lost, so every local subscriber is told
+/// (order watchers are dropped to re-read, chat participants read the gap from the store).
 async fn deliver(mut listener: PgListener, pool: PgPool, local: InProcessBus) {
     loop {
-        match listener.recv().await {
-            Ok(n) => {
+        match listener.try_recv().await {
+            Ok(Some(n)) => {
                 let Some((topic, body)) = n.payload().split_once('\n') else { continue };
                 if local.subscribers(topic) == 0 {
                     continue;
                 }
-                let payload = match body.strip_prefix('#') {
-                    Some(id) => {
-                        let Ok(id) = id.parse::<i64>() else { continue };
-                        match sqlx::query_scalar::<_, Vec<u8>>("SELECT payload FROM bus_payloads WHERE id = $1")
-                            .bind(id)
-                            .fetch_optional(&pool)
-                            .await
-                        {
-                            Ok(Some(p)) => p,
-                            Ok(None) => continue,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "event payload not read");
-                                continue;
-                            }
-                        }
-                    }
-                    None => match STANDARD.decode(body) {
-                        Ok(p) => p,
-                        Err(_) => continue,
-                    },
-                };
-                local.publish(topic, Bytes::from(payload));
+                if let Some(payload) = payload(&pool, body).await {
+                    local.publish(topic, Bytes::from(payload));
+                }
+            }
+            // The connection dropped and PgListener has connected and listened again.
+            Ok(None) => {
+                tracing::warn!("event bus connection lost and re-established");
+                local.interrupted();
             }
             Err(e) => {
-                tracing::warn!(error = %e, "event bus listener; reconnecting");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                tracing::warn!(error = %e, "event bus listener failed; reconnecting");
+                while let Err(e) = {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    listener.listen(CHANNEL).await
+                } {
+                    tracing::debug!(error = %e, "event bus still unreachable");
+                }
+                local.interrupted();
             }
+        }
+    }
+}
+
+/// A notification's payload: inline, or read from `bus_payloads` by id.
+async fn payload(pool: &PgPool, body: &str) -> Option<Vec<u8>> {
+    let Some(id) = body.strip_prefix('#') else { return STANDARD.decode(body).ok() };
+    let id = id.parse::<i64>().ok()?;
+    match sqlx::query_scalar::<_, Vec<u8>>("SELECT payload FROM bus_payloads WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "event payload not read");
+            None
         }
     }
 }
@@ -122,5 +132,49 @@ impl EventBus for PgBus {
             t.abort();
         }
         self.local.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Missed;
+    use crate::store::{PostgresSchema, PostgresStore};
+    use std::time::Duration;
+
+    /// A listener whose connection is cut tells its subscribers (who may have missed something),
+    /// reconnects, and goes on delivering.
+    #[tokio::test]
+    async fn a_cut_connection_is_reported_and_healed() {
+        let Some(base) = std::env::var("SWITCHYARD_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {}: PostgreSQL is not configured here", module_path!());
+            return;
+        };
+        let schema = PostgresSchema::create(&base, "bus").await.unwrap();
+        let app = format!("bus_{}", uuid::Uuid::new_v4().simple());
+        let store = PostgresStore::open(&format!("{}&application_name={app}", schema.url)).await.unwrap();
+        let bus = PgBus::start(store.pool().clone(), 16).await.unwrap();
+        let mut sub = bus.subscribe("t");
+        bus.publish("t", Bytes::from_static(b"before"));
+        let next = async |sub: &mut crate::events::Subscription| {
+            tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.expect("a delivery in time")
+        };
+        assert_eq!(next(&mut sub).await, Ok(Some(Bytes::from_static(b"before"))));
+        let cut: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = $1 AND query ILIKE 'LISTEN%'",
+        )
+        .bind(&app)
+        .fetch_one(&PostgresStore::open(&schema.url).await.unwrap().pool().clone())
+        .await
+        .unwrap();
+        assert_eq!(cut, 1, "the listener's connection");
+        assert_eq!(next(&mut sub).await, Err(Missed::Interrupted));
+        bus.publish("t", Bytes::from_static(b"after"));
+        assert_eq!(next(&mut sub).await, Ok(Some(Bytes::from_static(b"after"))));
+        bus.close();
+        store.pool().close().await;
+        schema.drop_schema().await.unwrap();
     }
 }

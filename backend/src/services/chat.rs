@@ -5,21 +5,26 @@
 //! RESOURCE_EXHAUSTED — it can rejoin and gets the last 50 messages — so a slow reader never
 //! stalls the room or grows the server's memory.
 //!
+//! Order: the database numbers each room's messages (the `id` field), and every participant
+//! delivers live messages in that order (`room_order`), whichever instance they were posted on,
+//! so all participants and the history agree.
+//!
 //! Both RPCs return their response stream at once and read the client's messages in a task:
 //! waiting for the first inbound message before returning would deadlock clients that wait for
 //! response headers first.
 
+use super::room_order::RoomOrder;
 use crate::error::{ApiError, Validator};
-use crate::events::EventBus;
+use crate::events::{EventBus, Missed};
 use crate::metrics::{CpuMeter, RequestCounts, resident_bytes};
 use crate::store::Store;
 use futures::stream::BoxStream;
 use prost::Message as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchyard_proto::chat::v1::chat_service_server::ChatService;
 use switchyard_proto::chat::v1::{ChatMessage, MetricType, MonitorRequest, MonitorResponse};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -27,6 +32,9 @@ use tonic::{Request, Response, Status, Streaming};
 pub const HISTORY: u32 = 50;
 /// Longest message text, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
+/// Messages read from the store at most after the event bus reconnected (more than that and
+/// the participant is better off rejoining; the next live message shows the gap again).
+const CATCH_UP: u32 = 1_000;
 /// Responses queued per participant before the room's buffer starts to fill.
 const OUTBOUND_QUEUE: usize = 64;
 /// The service_id that names the backend process itself.
@@ -43,8 +51,6 @@ pub struct ChatApi {
     store: Arc<dyn Store>,
     bus: Arc<dyn EventBus>,
     counts: Arc<RequestCounts>,
-    /// Held across store-then-publish so that every participant sees one order, the stored one.
-    post_lock: Arc<Mutex<()>>,
     /// Monitor's sampling period.
     period: Duration,
 }
@@ -53,11 +59,12 @@ type Tx<T> = mpsc::Sender<Result<T, Status>>;
 
 impl ChatApi {
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>, counts: Arc<RequestCounts>) -> Self {
-        ChatApi { store, bus, counts, post_lock: Arc::default(), period: Duration::from_secs(1) }
+        ChatApi { store, bus, counts, period: Duration::from_secs(1) }
     }
 
-    /// Stores a message with the server's timestamp and publishes it to the room.
-    async fn post(&self, mut msg: ChatMessage) -> Result<(), ApiError> {
+    /// Stores a message with the server's timestamp, publishes it to the room and returns its
+    /// position.
+    async fn post(&self, mut msg: ChatMessage) -> Result<i64, ApiError> {
         Validator::default()
             .check(
                 msg.message.chars().count() <= MAX_MESSAGE_CHARS,
@@ -65,11 +72,20 @@ impl ChatApi {
                 format!("longer than {MAX_MESSAGE_CHARS} characters"),
             )
             .finish()?;
-        let _order = self.post_lock.lock().await;
         msg.timestamp = chrono::Utc::now().timestamp_millis();
         let stored = self.store.append_chat(msg).await?;
         self.bus.publish(&room_topic(&stored.session_id), stored.encode_to_vec().into());
-        Ok(())
+        Ok(stored.id)
+    }
+
+    /// Sends messages that are due; false when the participant has gone.
+    async fn deliver(tx: &Tx<ChatMessage>, due: &mut Vec<ChatMessage>) -> bool {
+        for m in due.drain(..) {
+            if tx.send(Ok(m)).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// One participant, from the first message to leaving.
@@ -85,17 +101,16 @@ impl ChatApi {
         Validator::default().check(!room.is_empty(), "session_id", "must name the room to join").finish()?;
         let mut sub = self.bus.subscribe(&room_topic(&room));
         let history = self.store.chat_history(&room, HISTORY).await?;
-        // Messages posted between subscribing and reading history arrive twice; skip those by id.
-        // Live messages are otherwise passed on in the order the bus delivers them, which is
-        // one order for every participant (with several instances on PostgreSQL, its commit
-        // order) — not necessarily id order, so ids are not compared.
-        let in_history: std::collections::HashSet<i64> = history.iter().map(|m| m.id).collect();
-        for m in history {
-            if tx.send(Ok(m)).await.is_err() {
-                return Ok(());
-            }
+        // Messages posted between subscribing and reading the history arrive twice; the order
+        // drops what the history already gave.
+        let mut order = RoomOrder::after(history.last().map_or(0, |m| m.id));
+        let mut due = history;
+        if !Self::deliver(&tx, &mut due).await {
+            return Ok(());
         }
         let mut pending = Some(first);
+        // The position of this participant's last post.
+        let mut posted = 0;
         loop {
             if let Some(mut m) = pending.take() {
                 if m.session_id.is_empty() {
@@ -109,20 +124,27 @@ impl ChatApi {
                     )
                     .finish()?;
                 if !m.message.is_empty() {
-                    self.post(m).await?;
+                    posted = self.post(m).await?;
                 }
             }
+            let fill_at = order.fill_at();
             tokio::select! {
                 m = inbound.message() => match m {
                     Ok(Some(m)) => pending = Some(m),
                     Ok(None) => {
-                        // The client is done sending: deliver what is already here (its own
-                        // messages' acknowledgements among them), then end.
+                        // The client is done sending: deliver the room up to its own last post
+                        // (the acknowledgements of its messages), from the bus or else the store, then end.
                         while let Ok(Some(bytes)) = sub.try_recv() {
-                            if let Ok(m) = ChatMessage::decode(bytes) && !in_history.contains(&m.id) {
-                                let _ = tx.send(Ok(m)).await;
+                            if let Ok(m) = ChatMessage::decode(bytes) {
+                                order.accept(m, &mut due);
                             }
                         }
+                        if order.next() <= posted {
+                            let n = u32::try_from(posted - order.next() + 1).unwrap_or(u32::MAX);
+                            let rest = self.store.chat_since(&room, order.next() - 1, n).await?;
+                            order.fill(rest, &mut due);
+                        }
+                        Self::deliver(&tx, &mut due).await;
                         return Ok(());
                     }
                     Err(_) => return Ok(()),
@@ -130,17 +152,34 @@ impl ChatApi {
                 ev = sub.recv() => match ev {
                     Ok(Some(bytes)) => {
                         let Ok(m) = ChatMessage::decode(bytes) else { continue };
-                        if !in_history.contains(&m.id) && tx.send(Ok(m)).await.is_err() {
+                        order.accept(m, &mut due);
+                        if !Self::deliver(&tx, &mut due).await {
                             return Ok(());
                         }
                     }
                     Ok(None) => return Ok(()),
-                    Err(lag) => {
+                    // The bus may have lost messages: whatever the room holds beyond what was
+                    // delivered comes from the store.
+                    Err(Missed::Interrupted) => {
+                        let rest = self.store.chat_since(&room, order.next() - 1, CATCH_UP).await?;
+                        order.fill(rest, &mut due);
+                        if !Self::deliver(&tx, &mut due).await {
+                            return Ok(());
+                        }
+                    }
+                    Err(lag @ Missed::Lagged(_)) => {
                         return Err(ApiError::ResourceExhausted(format!(
                             "this participant {lag}; rejoin to get the last {HISTORY} messages"
                         )));
                     }
                 },
+                _ = tokio::time::sleep_until(fill_at.unwrap_or_else(Instant::now).into()), if fill_at.is_some() => {
+                    let gap = self.store.chat_since(&room, order.next() - 1, order.gap_len()).await?;
+                    order.fill(gap, &mut due);
+                    if !Self::deliver(&tx, &mut due).await {
+                        return Ok(());
+                    }
+                }
                 _ = tx.closed() => return Ok(()),
             }
         }

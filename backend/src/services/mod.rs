@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod order;
+mod room_order;
 pub mod types;
 pub mod upload;
 pub mod user;

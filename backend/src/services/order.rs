@@ -4,7 +4,7 @@
 //! falls further behind ends with RESOURCE_EXHAUSTED and must watch again (and re-read state).
 
 use crate::error::{ApiError, Validator};
-use crate::events::{EventBus, Subscription};
+use crate::events::{EventBus, Missed, Subscription};
 use crate::store::Store;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -71,10 +71,15 @@ fn updates(mut sub: Subscription) -> BoxStream<'static, Result<OrderUpdate, Stat
                     Err(e) => tracing::error!(error = %e, "undecodable order update on the bus"),
                 },
                 Ok(None) => break,
-                Err(lag) => {
+                Err(lag @ Missed::Lagged(_)) => {
                     yield Err(Status::resource_exhausted(format!(
                         "this watcher {lag} and was dropped; watch again and re-read the orders"
                     )));
+                    break;
+                }
+                // Retryable: watching again starts from the orders' current state.
+                Err(missed @ Missed::Interrupted) => {
+                    yield Err(Status::unavailable(format!("this watcher {missed}; watch again")));
                     break;
                 }
             }

@@ -121,18 +121,34 @@ pub async fn uploads_metadata_round_trips(s: &dyn Store) {
     assert!(matches!(s.get_upload("f-2").await, Err(StoreError::NotFound(_))));
 }
 
+fn chat(room: &str, text: String) -> ChatMessage {
+    ChatMessage { session_id: room.into(), user_id: "u".into(), message: text, timestamp: 7, id: 0 }
+}
+
 pub async fn chat_history_is_the_last_n_oldest_first_per_room(s: &dyn Store) {
     for i in 0..60 {
         let room = if i % 2 == 0 { "a" } else { "b" };
-        let msg =
-            ChatMessage { session_id: room.into(), user_id: "u".into(), message: format!("m{i}"), timestamp: i, id: 0 };
-        let stored = s.append_chat(msg).await.unwrap();
-        assert!(stored.id > 0, "the store assigns ids");
+        let stored = s.append_chat(chat(room, format!("m{i}"))).await.unwrap();
+        assert_eq!(stored.id, i / 2 + 1, "ids are positions in the room, from 1");
+        assert_eq!(stored.timestamp, 7);
     }
     let h = s.chat_history("a", 5).await.unwrap();
     assert_eq!(h.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["m50", "m52", "m54", "m56", "m58"]);
-    assert!(h.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(h.iter().map(|m| m.id).collect::<Vec<_>>(), [26, 27, 28, 29, 30]);
     assert!(s.chat_history("none", 5).await.unwrap().is_empty());
+    let since = s.chat_since("b", 28, 10).await.unwrap();
+    assert_eq!(since.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), ["m57", "m59"]);
+    assert_eq!(s.chat_since("b", 0, 3).await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>(), [1, 2, 3]);
+}
+
+/// Posts racing into one room take positions one after another: no gaps, no duplicates.
+pub async fn chat_racing_posts_take_consecutive_positions(s: &dyn Store) {
+    let posts = (0..16).map(|i| s.append_chat(chat("race", format!("r{i}")))).collect::<Vec<_>>();
+    let mut ids: Vec<i64> = futures::future::join_all(posts).await.into_iter().map(|r| r.unwrap().id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=16).collect::<Vec<_>>());
+    let h = s.chat_history("race", 50).await.unwrap();
+    assert_eq!(h.iter().map(|m| m.id).collect::<Vec<_>>(), (1..=16).collect::<Vec<_>>());
 }
 
 /// The whole suite as `#[tokio::test]`s in a module named `$name`, each on a fresh store from
@@ -150,6 +166,7 @@ macro_rules! store_contract {
                 orders_racing_status_changes_have_one_winner,
                 uploads_metadata_round_trips,
                 chat_history_is_the_last_n_oldest_first_per_room,
+                chat_racing_posts_take_consecutive_positions,
             );
         }
     };

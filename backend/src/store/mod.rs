@@ -166,13 +166,16 @@ pub trait UploadStore: Send + Sync {
     async fn get_upload(&self, file_id: &str) -> Result<UploadInfo, StoreError>;
 }
 
-/// Chat history.
+/// Chat history. A message's id is its position in its room: 1, 2, 3… in the order the database
+/// stored them, without gaps, the same on every backend instance.
 #[async_trait]
 pub trait ChatStore: Send + Sync {
-    /// Stores a message, assigning its id; `timestamp` is Unix milliseconds.
+    /// Stores a message, assigning its position; `timestamp` is Unix milliseconds.
     async fn append_chat(&self, msg: ChatMessage) -> Result<ChatMessage, StoreError>;
     /// The last `n` messages of a room, oldest first.
     async fn chat_history(&self, session_id: &str, n: u32) -> Result<Vec<ChatMessage>, StoreError>;
+    /// Up to `n` messages of a room after position `after`, oldest first.
+    async fn chat_since(&self, session_id: &str, after: i64, n: u32) -> Result<Vec<ChatMessage>, StoreError>;
 }
 
 /// Everything the services need.

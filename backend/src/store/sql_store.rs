@@ -247,6 +247,9 @@ macro_rules! sql_store {
             }
         }
 
+        /// A room's messages carry their position in the room as their id.
+        const CHAT_COLUMNS: &str = "position AS id, session_id, user_id, message, timestamp";
+
         fn chat_from_row(row: &$row) -> Result<ChatMessage, StoreError> {
             Ok(ChatMessage {
                 id: row.try_get("id")?,
@@ -260,26 +263,53 @@ macro_rules! sql_store {
         #[async_trait]
         impl crate::store::ChatStore for $store {
             async fn append_chat(&self, msg: ChatMessage) -> Result<ChatMessage, StoreError> {
-                let row = sqlx::query(
-                    "INSERT INTO chat_messages (session_id, user_id, message, timestamp) VALUES ($1, $2, $3, $4)
-                     RETURNING id, session_id, user_id, message, timestamp",
+                // The room's counter row is written first: PostgreSQL holds its row lock and SQLite
+                // its one writer until commit, so racing posts (from any instance) take positions one
+                // after another, and a post that fails gives its position back with the rollback.
+                let mut tx = self.pool.begin().await?;
+                let position: i64 = sqlx::query_scalar(
+                    "INSERT INTO chat_rooms (session_id, last_position) VALUES ($1, 1)
+                     ON CONFLICT (session_id) DO UPDATE SET last_position = chat_rooms.last_position + 1
+                     RETURNING last_position",
                 )
                 .bind(&msg.session_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let row = sqlx::query(&format!(
+                    "INSERT INTO chat_messages (session_id, position, user_id, message, timestamp)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING {CHAT_COLUMNS}"
+                ))
+                .bind(&msg.session_id)
+                .bind(position)
                 .bind(&msg.user_id)
                 .bind(&msg.message)
                 .bind(msg.timestamp)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 chat_from_row(&row)
             }
 
             async fn chat_history(&self, session_id: &str, n: u32) -> Result<Vec<ChatMessage>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT id, session_id, user_id, message, timestamp FROM
-                       (SELECT * FROM chat_messages WHERE session_id = $1 ORDER BY id DESC LIMIT $2) AS last
-                     ORDER BY id",
-                )
+                let rows = sqlx::query(&format!(
+                    "SELECT {CHAT_COLUMNS} FROM
+                       (SELECT * FROM chat_messages WHERE session_id = $1 ORDER BY position DESC LIMIT $2) AS last
+                     ORDER BY position"
+                ))
                 .bind(session_id)
+                .bind(i64::from(n))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(chat_from_row).collect()
+            }
+
+            async fn chat_since(&self, session_id: &str, after: i64, n: u32) -> Result<Vec<ChatMessage>, StoreError> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {CHAT_COLUMNS} FROM chat_messages WHERE session_id = $1 AND position > $2
+                     ORDER BY position LIMIT $3"
+                ))
+                .bind(session_id)
+                .bind(after)
                 .bind(i64::from(n))
                 .fetch_all(&self.pool)
                 .await?;

@@ -47,3 +47,46 @@ pub(crate) async fn test_store() -> Option<(tempfile::TempDir, SqliteStore)> {
     let store = SqliteStore::open(&url).await.unwrap();
     Some((dir, store))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::ChatStore as _;
+    use switchyard_proto::chat::v1::ChatMessage;
+
+    /// A database written before rooms numbered their messages gets positions in the order its
+    /// rows were written, room by room, and new posts carry on from there.
+    #[tokio::test]
+    async fn the_upgrade_numbers_existing_chat_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let options =
+            <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url).unwrap().create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        // The migrations of that time: the first two.
+        let old = dir.path().join("migrations");
+        std::fs::create_dir(&old).unwrap();
+        for name in ["0001_users.sql", "0002_orders.sql"] {
+            let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite").join(name);
+            std::fs::copy(from, old.join(name)).unwrap();
+        }
+        sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+        for (room, text) in [("a", "a1"), ("b", "b1"), ("a", "a2"), ("a", "a3"), ("b", "b2")] {
+            sqlx::query("INSERT INTO chat_messages (session_id, user_id, message, timestamp) VALUES ($1, 'u', $2, 1)")
+                .bind(room)
+                .bind(text)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+        let store = super::SqliteStore::open(&url).await.unwrap();
+        let a = store.chat_history("a", 50).await.unwrap();
+        let numbered: Vec<(i64, &str)> = a.iter().map(|m| (m.id, m.message.as_str())).collect();
+        assert_eq!(numbered, [(1, "a1"), (2, "a2"), (3, "a3")]);
+        let next = store
+            .append_chat(ChatMessage { session_id: "b".into(), message: "b3".into(), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(next.id, 3);
+    }
+}
