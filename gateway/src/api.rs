@@ -137,7 +137,7 @@ pub fn compile(
     for binding in bindings {
         let service = binding.method.parent_service().full_name().to_owned();
         let upstream = upstreams.for_service(&service).ok_or(ConfigError::NoBackend(service))?;
-        routes.push(Route { binding, upstream });
+        routes.push(Route { binding, upstream, metrics: Default::default() });
     }
     let routes = RouteTable::new(routes);
     let doc = crate::openapi::document(&pool, routes.bindings(), info);

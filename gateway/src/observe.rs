@@ -5,7 +5,71 @@
 use crate::routes::Route;
 use axum::response::Response;
 use http::Method;
+use metrics::{Counter, Gauge, Histogram};
+use std::sync::{LazyLock, RwLock};
 use std::time::Instant;
+
+/// The metric handles of one route, per answer kind (method, HTTP status, gRPC code), made on
+/// first use. Looking handles up by their labels cost six allocations and four registry
+/// lookups on every request; a route sees only a handful of answer kinds.
+#[derive(Default)]
+pub struct RouteMetrics {
+    kinds: RwLock<Vec<(AnswerKind, Handles)>>,
+}
+
+#[derive(PartialEq, Eq)]
+struct AnswerKind {
+    method: Method,
+    status: u16,
+    /// -1: none (a legacy answer).
+    code: i32,
+}
+
+#[derive(Clone)]
+struct Handles {
+    requests: Counter,
+    duration: Histogram,
+    bytes_in: Counter,
+    bytes_out: Counter,
+}
+
+impl RouteMetrics {
+    fn handles(&self, label: &str, kind: AnswerKind) -> Handles {
+        let known = self.kinds.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, h)) = known.iter().find(|(k, _)| *k == kind) {
+            return h.clone();
+        }
+        drop(known);
+        let labels = [
+            ("route", label.to_owned()),
+            ("method", kind.method.as_str().to_owned()),
+            ("status", kind.status.to_string()),
+            ("code", if kind.code < 0 { String::new() } else { kind.code.to_string() }),
+        ];
+        let route = [("route", label.to_owned())];
+        let h = Handles {
+            requests: metrics::counter!("switchyard_gateway_requests_total", &labels),
+            duration: metrics::histogram!("switchyard_gateway_request_duration_seconds", &route),
+            bytes_in: metrics::counter!("switchyard_gateway_request_bytes_total", &route),
+            bytes_out: metrics::counter!("switchyard_gateway_response_bytes_total", &route),
+        };
+        let mut known = self.kinds.write().unwrap_or_else(|e| e.into_inner());
+        // Methods and statuses come from clients: keep the list short whatever they send.
+        if known.len() < 64 {
+            known.push((kind, h.clone()));
+        }
+        h
+    }
+}
+
+/// Answers that matched no gRPC route: the legacy API's, and those that matched nothing.
+static LEGACY: LazyLock<RouteMetrics> = LazyLock::new(RouteMetrics::default);
+static UNMATCHED: LazyLock<RouteMetrics> = LazyLock::new(RouteMetrics::default);
+
+fn in_flight() -> &'static Gauge {
+    static G: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("switchyard_gateway_requests_in_flight"));
+    &G
+}
 
 /// The gRPC code of an answer the gateway made from an error (successes carry none: OK).
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +86,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn new<B>(req: &http::Request<B>) -> Self {
-        metrics::gauge!("switchyard_gateway_requests_in_flight").increment(1.0);
+        in_flight().increment(1.0);
         let bytes_in =
             req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
         Seen { started: Instant::now(), method: req.method().clone(), bytes_in, span: None }
@@ -49,13 +113,13 @@ impl Seen {
 
     /// Records the answer (its headers: a stream's duration is the time to its first byte).
     pub fn done(self, route: Option<&Route>, resp: &mut Response, access_log: bool) {
-        metrics::gauge!("switchyard_gateway_requests_in_flight").decrement(1.0);
+        in_flight().decrement(1.0);
         let elapsed = self.started.elapsed();
         let legacy = resp.extensions().get::<crate::dispatch::Verbatim>().is_some();
-        let label = match (route, legacy) {
-            (_, true) => "legacy",
-            (Some(r), false) => r.label.as_str(),
-            (None, false) => "unmatched",
+        let (label, cache) = match (route, legacy) {
+            (_, true) => ("legacy", &*LEGACY),
+            (Some(r), false) => (r.label.as_str(), &r.metrics),
+            (None, false) => ("unmatched", &*UNMATCHED),
         };
         let status = resp.status().as_u16();
         let code = match (resp.extensions().get::<GrpcCode>(), legacy) {
@@ -70,18 +134,12 @@ impl Seen {
             span.end((code >= 0).then_some(i64::from(code)));
         }
         let bytes_out = http_body::Body::size_hint(resp.body()).exact();
-        let labels = [
-            ("route", label.to_owned()),
-            ("method", self.method.as_str().to_owned()),
-            ("status", status.to_string()),
-            ("code", if code < 0 { String::new() } else { code.to_string() }),
-        ];
-        metrics::counter!("switchyard_gateway_requests_total", &labels).increment(1);
-        let route_labels = [("route", label.to_owned())];
-        metrics::histogram!("switchyard_gateway_request_duration_seconds", &route_labels).record(elapsed.as_secs_f64());
-        metrics::counter!("switchyard_gateway_request_bytes_total", &route_labels).increment(self.bytes_in);
+        let h = cache.handles(label, AnswerKind { method: self.method.clone(), status, code });
+        h.requests.increment(1);
+        h.duration.record(elapsed.as_secs_f64());
+        h.bytes_in.increment(self.bytes_in);
         if let Some(n) = bytes_out {
-            metrics::counter!("switchyard_gateway_response_bytes_total", &route_labels).increment(n);
+            h.bytes_out.increment(n);
         }
         if access_log {
             let request_id =

@@ -14,6 +14,8 @@ pub struct Route {
     pub binding: Binding,
     /// The backends of the binding's service.
     pub upstream: UpstreamSet,
+    /// Its metric handles, made as answers come.
+    pub metrics: crate::observe::RouteMetrics,
 }
 
 impl std::fmt::Debug for Route {
@@ -106,9 +108,11 @@ mod tests {
         let specs = ["http://127.0.0.1:1".parse().unwrap()];
         let ups = crate::upstreams::Upstreams::new(&specs, &Default::default()).unwrap();
         let upstream = ups.for_service("any").unwrap();
-        RouteTable::new(
-            load_bindings(&pool).unwrap().into_iter().map(|binding| Route { binding, upstream: upstream.clone() }),
-        )
+        RouteTable::new(load_bindings(&pool).unwrap().into_iter().map(|binding| Route {
+            binding,
+            upstream: upstream.clone(),
+            metrics: Default::default(),
+        }))
     }
 
     #[test]

@@ -78,8 +78,6 @@ pub async fn gateway(config: &Config) -> Result<Gateway, ConfigError> {
         trusted_proxies: config.trusted_proxies.clone(),
         access_log: config.access_log == "on",
     };
-    // Installs the process's metrics recorder before the first request records into it.
-    let _ = switchyard_common::metrics::handle();
     Ok(Gateway::new(Arc::new(api), options))
 }
 

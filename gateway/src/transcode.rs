@@ -74,6 +74,9 @@ fn json_item(output: MessageDescriptor, json_field: Option<String>) -> impl Fn(B
 impl Gateway {
     /// Serves `api`.
     pub fn new(api: Arc<Api>, options: Options) -> Self {
+        // The recorder must be in place before the first request: the handles requests record
+        // into are made once and kept.
+        let _ = switchyard_common::metrics::handle();
         Gateway { api, dispatcher: None, options }
     }
 
