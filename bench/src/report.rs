@@ -49,6 +49,11 @@ pub struct Ratio {
     pub value: f64,
 }
 
+/// Whether a process name is one of the backend instances the bench started.
+fn is_backend(process: &str) -> bool {
+    process == "backend" || process.strip_prefix("backend-").is_some_and(|n| n.parse::<u32>().is_ok())
+}
+
 impl Report {
     pub fn cell(&self, s: Scenario, c: usize, p: PathKind) -> Option<&CellResult> {
         self.cells.iter().find(|x| x.scenario == s && x.concurrency == c && x.path == p)
@@ -61,7 +66,8 @@ impl Report {
             let Some(grpc) = self.cell(Scenario::GetUser, c.concurrency, PathKind::Grpc) else { continue };
             let (Some(l), Some(g)) = (&c.latency_ms, &grpc.latency_ms) else { continue };
             let rps = c.rounds.iter().map(|r| r.requests_per_s);
-            let cpu: Vec<f64> = c.cpu_ms_per_1k.iter().filter(|(k, _)| *k != "backend").map(|(_, v)| *v).collect();
+            // Every process but the backend instances ("backend", "backend-2", …) is the gateway's.
+            let cpu: Vec<f64> = c.cpu_ms_per_1k.iter().filter(|(k, _)| !is_backend(k)).map(|(_, v)| *v).collect();
             out.push(GatewayCost {
                 path: c.path,
                 concurrency: c.concurrency,
@@ -275,5 +281,17 @@ impl Report {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_backend_instance_is_told_from_the_gateway() {
+        assert!(super::is_backend("backend"));
+        assert!(super::is_backend("backend-2"));
+        assert!(!super::is_backend("gateway"));
+        assert!(!super::is_backend("grpc-gateway"));
+        assert!(!super::is_backend("backend-legacy"));
     }
 }
