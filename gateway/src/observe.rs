@@ -6,7 +6,7 @@ use crate::routes::Route;
 use axum::response::Response;
 use http::Method;
 use metrics::{Counter, Gauge, Histogram};
-use std::sync::{LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Instant;
 
 /// The metric handles of one route, per answer kind (method, HTTP status, gRPC code), made on
@@ -14,7 +14,7 @@ use std::time::Instant;
 /// lookups on every request; a route sees only a handful of answer kinds.
 #[derive(Default)]
 pub struct RouteMetrics {
-    kinds: RwLock<Vec<(AnswerKind, Handles)>>,
+    kinds: RwLock<Vec<(AnswerKind, Arc<Handles>)>>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -25,7 +25,6 @@ struct AnswerKind {
     code: i32,
 }
 
-#[derive(Clone)]
 struct Handles {
     requests: Counter,
     duration: Histogram,
@@ -34,7 +33,7 @@ struct Handles {
 }
 
 impl RouteMetrics {
-    fn handles(&self, label: &str, kind: AnswerKind) -> Handles {
+    fn handles(&self, label: &str, kind: AnswerKind) -> Arc<Handles> {
         let known = self.kinds.read().unwrap_or_else(|e| e.into_inner());
         if let Some((_, h)) = known.iter().find(|(k, _)| *k == kind) {
             return h.clone();
@@ -47,12 +46,12 @@ impl RouteMetrics {
             ("code", if kind.code < 0 { String::new() } else { kind.code.to_string() }),
         ];
         let route = [("route", label.to_owned())];
-        let h = Handles {
+        let h = Arc::new(Handles {
             requests: metrics::counter!("switchyard_gateway_requests_total", &labels),
             duration: metrics::histogram!("switchyard_gateway_request_duration_seconds", &route),
             bytes_in: metrics::counter!("switchyard_gateway_request_bytes_total", &route),
             bytes_out: metrics::counter!("switchyard_gateway_response_bytes_total", &route),
-        };
+        });
         let mut known = self.kinds.write().unwrap_or_else(|e| e.into_inner());
         // Methods and statuses come from clients: keep the list short whatever they send.
         if known.len() < 64 {

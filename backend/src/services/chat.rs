@@ -78,6 +78,19 @@ impl ChatApi {
         Ok(stored.id)
     }
 
+    /// Reads up to `n` messages the room holds beyond what `order` delivered, and queues those due.
+    async fn catch_up(
+        &self,
+        room: &str,
+        order: &mut RoomOrder,
+        n: u32,
+        due: &mut Vec<ChatMessage>,
+    ) -> Result<(), ApiError> {
+        let rest = self.store.chat_since(room, order.next() - 1, n).await?;
+        order.fill(rest, due);
+        Ok(())
+    }
+
     /// Sends messages that are due; false when the participant has gone.
     async fn deliver(tx: &Tx<ChatMessage>, due: &mut Vec<ChatMessage>) -> bool {
         for m in due.drain(..) {
@@ -141,8 +154,7 @@ impl ChatApi {
                         }
                         if order.next() <= posted {
                             let n = u32::try_from(posted - order.next() + 1).unwrap_or(u32::MAX);
-                            let rest = self.store.chat_since(&room, order.next() - 1, n).await?;
-                            order.fill(rest, &mut due);
+                            self.catch_up(&room, &mut order, n, &mut due).await?;
                         }
                         Self::deliver(&tx, &mut due).await;
                         return Ok(());
@@ -161,8 +173,7 @@ impl ChatApi {
                     // The bus may have lost messages: whatever the room holds beyond what was
                     // delivered comes from the store.
                     Err(Missed::Interrupted) => {
-                        let rest = self.store.chat_since(&room, order.next() - 1, CATCH_UP).await?;
-                        order.fill(rest, &mut due);
+                        self.catch_up(&room, &mut order, CATCH_UP, &mut due).await?;
                         if !Self::deliver(&tx, &mut due).await {
                             return Ok(());
                         }
@@ -174,8 +185,8 @@ impl ChatApi {
                     }
                 },
                 _ = tokio::time::sleep_until(fill_at.unwrap_or_else(Instant::now).into()), if fill_at.is_some() => {
-                    let gap = self.store.chat_since(&room, order.next() - 1, order.gap_len()).await?;
-                    order.fill(gap, &mut due);
+                    let n = order.gap_len();
+                    self.catch_up(&room, &mut order, n, &mut due).await?;
                     if !Self::deliver(&tx, &mut due).await {
                         return Ok(());
                     }

@@ -21,7 +21,13 @@ macro_rules! sql_store {
         use switchyard_proto::upload::v1::UploadInfo;
         use switchyard_proto::user::v1::{CreatedAt, User, UserStatus};
 
-        const USER_COLUMNS: &str = "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status";
+        // Column lists as macros, so that every query is one literal made at compile time
+        // (`concat!`) rather than a string formatted on each call.
+        macro_rules! user_columns {
+            () => {
+                "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status"
+            };
+        }
 
         fn user_from_row(row: &$row) -> Result<User, StoreError> {
             let roles: Vec<String> =
@@ -47,10 +53,8 @@ macro_rules! sql_store {
                 let id = uuid::Uuid::new_v4().to_string();
                 let now = chrono::Utc::now().timestamp();
                 let email = new.email.clone();
-                let row = sqlx::query(&format!(
-                    "INSERT INTO users (id, name, email, age, active, roles, metadata, created_at, timezone, status)
-                     VALUES ($1, $2, $3, $4, TRUE, '[]', '{{}}', $5, 'UTC', $6) RETURNING {USER_COLUMNS}"
-                ))
+                let row = sqlx::query(concat!("INSERT INTO users (id, name, email, age, active, roles, metadata, created_at, timezone, status)
+                     VALUES ($1, $2, $3, $4, TRUE, '[]', '{}', $5, 'UTC', $6) RETURNING ", user_columns!()))
                 .bind(&id)
                 .bind(&new.name)
                 .bind(&new.email)
@@ -64,7 +68,7 @@ macro_rules! sql_store {
             }
 
             async fn get_user(&self, id: &str) -> Result<User, StoreError> {
-                let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+                let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?
@@ -74,10 +78,8 @@ macro_rules! sql_store {
 
             async fn update_user(&self, id: &str, patch: UserPatch) -> Result<User, StoreError> {
                 let email = patch.email.clone();
-                let row = sqlx::query(&format!(
-                    "UPDATE users SET name = COALESCE($1, name), email = COALESCE($2, email), age = COALESCE($3, age)
-                     WHERE id = $4 RETURNING {USER_COLUMNS}"
-                ))
+                let row = sqlx::query(concat!("UPDATE users SET name = COALESCE($1, name), email = COALESCE($2, email), age = COALESCE($3, age)
+                     WHERE id = $4 RETURNING ", user_columns!()))
                 .bind(patch.name)
                 .bind(patch.email)
                 .bind(patch.age)
@@ -102,7 +104,7 @@ macro_rules! sql_store {
             }
 
             async fn list_users(&self, after: i64, limit: u32) -> Result<UserPage, StoreError> {
-                let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE seq > $1 ORDER BY seq LIMIT $2"))
+                let rows = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE seq > $1 ORDER BY seq LIMIT $2"))
                     .bind(after)
                     .bind(i64::from(limit) + 1)
                     .fetch_all(&self.pool)
@@ -121,7 +123,11 @@ macro_rules! sql_store {
         /// Rows read per query while streaming a user's orders.
         const ORDER_PAGE: u64 = 256;
 
-        const ORDER_COLUMNS: &str = "id, user_id, items, total, status, created_at, updated_at";
+        macro_rules! order_columns {
+            () => {
+                "id, user_id, items, total, status, created_at, updated_at"
+            };
+        }
 
         fn order_from_row(row: &$row) -> Result<Order, StoreError> {
             Ok(Order {
@@ -140,10 +146,8 @@ macro_rules! sql_store {
             async fn create_order(&self, user_id: &str, items: Vec<OrderItem>, total: f64) -> Result<Order, StoreError> {
                 let id = uuid::Uuid::new_v4().to_string();
                 let now = now_nanos();
-                let row = sqlx::query(&format!(
-                    "INSERT INTO orders (id, user_id, items, total, status, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ORDER_COLUMNS}"
-                ))
+                let row = sqlx::query(concat!("INSERT INTO orders (id, user_id, items, total, status, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ", order_columns!()))
                 .bind(&id)
                 .bind(user_id)
                 .bind(encode_items(&items))
@@ -158,7 +162,7 @@ macro_rules! sql_store {
             }
 
             async fn get_order(&self, id: &str) -> Result<Order, StoreError> {
-                let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+                let row = sqlx::query(concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?
@@ -169,9 +173,7 @@ macro_rules! sql_store {
             async fn set_order_status(&self, id: &str, from: OrderStatus, to: OrderStatus) -> Result<Order, StoreError> {
                 // One statement: the database re-checks `status` on the row it writes (PostgreSQL on the
                 // row it locks, SQLite under its one writer), so of racing writers exactly one matches.
-                let row = sqlx::query(&format!(
-                    "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4 RETURNING {ORDER_COLUMNS}"
-                ))
+                let row = sqlx::query(concat!("UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4 RETURNING ", order_columns!()))
                 .bind(to as i32)
                 .bind(now_nanos())
                 .bind(id)
@@ -195,13 +197,11 @@ macro_rules! sql_store {
                 // Pages, not one long cursor: a slow client must not hold one of the pool's few
                 // connections for as long as it takes to read.
                 Box::pin(async_stream::try_stream! {
-                    let sql = format!(
-                        "SELECT seq, {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-                    );
+                    let sql = concat!("SELECT seq, ", order_columns!(), " FROM orders WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
                     let mut after = 0i64;
                     while left > 0 {
                         let page = left.min(ORDER_PAGE) as i64;
-                        let rows = sqlx::query(&sql).bind(&user_id).bind(after).bind(page).fetch_all(&pool).await?;
+                        let rows = sqlx::query(sql).bind(&user_id).bind(after).bind(page).fetch_all(&pool).await?;
                         let done = (rows.len() as i64) < page;
                         for row in &rows {
                             after = row.try_get("seq")?;
@@ -248,7 +248,11 @@ macro_rules! sql_store {
         }
 
         /// A room's messages carry their position in the room as their id.
-        const CHAT_COLUMNS: &str = "position AS id, session_id, user_id, message, timestamp";
+        macro_rules! chat_columns {
+            () => {
+                "position AS id, session_id, user_id, message, timestamp"
+            };
+        }
 
         fn chat_from_row(row: &$row) -> Result<ChatMessage, StoreError> {
             Ok(ChatMessage {
@@ -275,10 +279,8 @@ macro_rules! sql_store {
                 .bind(&msg.session_id)
                 .fetch_one(&mut *tx)
                 .await?;
-                let row = sqlx::query(&format!(
-                    "INSERT INTO chat_messages (session_id, position, user_id, message, timestamp)
-                     VALUES ($1, $2, $3, $4, $5) RETURNING {CHAT_COLUMNS}"
-                ))
+                let row = sqlx::query(concat!("INSERT INTO chat_messages (session_id, position, user_id, message, timestamp)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING ", chat_columns!()))
                 .bind(&msg.session_id)
                 .bind(position)
                 .bind(&msg.user_id)
@@ -291,11 +293,9 @@ macro_rules! sql_store {
             }
 
             async fn chat_history(&self, session_id: &str, n: u32) -> Result<Vec<ChatMessage>, StoreError> {
-                let rows = sqlx::query(&format!(
-                    "SELECT {CHAT_COLUMNS} FROM
+                let rows = sqlx::query(concat!("SELECT ", chat_columns!(), " FROM
                        (SELECT * FROM chat_messages WHERE session_id = $1 ORDER BY position DESC LIMIT $2) AS last
-                     ORDER BY position"
-                ))
+                     ORDER BY position"))
                 .bind(session_id)
                 .bind(i64::from(n))
                 .fetch_all(&self.pool)
@@ -304,10 +304,8 @@ macro_rules! sql_store {
             }
 
             async fn chat_since(&self, session_id: &str, after: i64, n: u32) -> Result<Vec<ChatMessage>, StoreError> {
-                let rows = sqlx::query(&format!(
-                    "SELECT {CHAT_COLUMNS} FROM chat_messages WHERE session_id = $1 AND position > $2
-                     ORDER BY position LIMIT $3"
-                ))
+                let rows = sqlx::query(concat!("SELECT ", chat_columns!(), " FROM chat_messages WHERE session_id = $1 AND position > $2
+                     ORDER BY position LIMIT $3"))
                 .bind(session_id)
                 .bind(after)
                 .bind(i64::from(n))
