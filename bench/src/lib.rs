@@ -354,7 +354,7 @@ async fn connect(path: PathKind, targets: &Targets, grpc: &Channel, n: usize) ->
 /// Whether the server process `name` takes part in a request over `path`.
 fn serves(path: PathKind, name: &str) -> bool {
     // Every backend instance counts: the gateways and native gRPC spread calls over them.
-    let backend = name == "backend" || name.starts_with("backend-");
+    let backend = report::is_backend(name);
     match path {
         PathKind::Grpc => backend,
         PathKind::GatewayH1 | PathKind::GatewayH2 => backend || name == "gateway",

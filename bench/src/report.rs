@@ -50,7 +50,7 @@ pub struct Ratio {
 }
 
 /// Whether a process name is one of the backend instances the bench started.
-fn is_backend(process: &str) -> bool {
+pub(crate) fn is_backend(process: &str) -> bool {
     process == "backend" || process.strip_prefix("backend-").is_some_and(|n| n.parse::<u32>().is_ok())
 }
 
