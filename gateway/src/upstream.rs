@@ -10,13 +10,16 @@
 //! that was sent is never repeated (it may have had effects). Live streams stay on the
 //! connection they started on.
 //!
-//! The pool is hyper's connection API used directly: no background worker hop per call (tonic's
-//! `Channel` costs two extra wake-ups per request on a small machine).
+//! The pool speaks HTTP/2 with the `h2` crate directly rather than through hyper's client: hyper
+//! hands each request to its dispatch task, spawns a task to await the response and another to
+//! send the body, and sends a request's DATA only after the connection task has written its
+//! HEADERS — two writes and three task hops per call. Here the caller's task opens the stream,
+//! queues the whole message at once (one write carries HEADERS and DATA) and awaits the response
+//! itself; a body that is not ready at once (a client stream) is sent by a task of its own.
 
 use bytes::Bytes;
 use http::Uri;
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http_body::Body as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -100,7 +103,9 @@ pub const OVERLOAD: &str = "x-switchyard-overload";
 
 /// One HTTP/2 connection and what it carries.
 struct Conn {
-    send: http2::SendRequest<tonic::body::Body>,
+    send: h2::client::SendRequest<Bytes>,
+    /// The connection's task has ended: no more calls go on it.
+    closed: Arc<AtomicBool>,
     /// Calls on this connection whose response has not ended.
     in_flight: AtomicUsize,
     /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS, as the connection last saw it.
@@ -108,6 +113,10 @@ struct Conn {
 }
 
 impl Conn {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     fn has_room(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) < self.max_streams.load(Ordering::Relaxed).max(1)
     }
@@ -225,7 +234,7 @@ impl Upstream {
     /// What the upstream carries now, for `/healthz`.
     pub fn stats(&self) -> UpstreamStats {
         let conns = self.inner.conns.lock().expect("pool lock");
-        let open: Vec<&Arc<Conn>> = conns.iter().filter(|c| !c.send.is_closed()).collect();
+        let open: Vec<&Arc<Conn>> = conns.iter().filter(|c| !c.is_closed()).collect();
         UpstreamStats {
             serving: match self.health() {
                 SERVING => Some(true),
@@ -275,7 +284,7 @@ impl Inner {
     /// The least busy open connection with room for another stream, if any.
     fn pick(&self) -> (Option<Arc<Conn>>, bool) {
         let mut conns = self.conns.lock().expect("pool lock");
-        conns.retain(|c| !c.send.is_closed());
+        conns.retain(|c| !c.is_closed());
         let n = conns.len();
         let mut best: Option<&Arc<Conn>> = None;
         if n > 0 {
@@ -358,78 +367,100 @@ impl Inner {
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let mut builder = http2::Builder::new(TokioExecutor::new());
+        let mut builder = h2::client::Builder::new();
         builder
-            .timer(TokioTimer::new())
             // Windows of 1 MiB per stream and 2 MiB per connection keep an upload at disk speed
             // while bounding what a stream can have in flight (and so the gateway's memory).
-            .initial_stream_window_size(1 << 20)
+            .initial_window_size(1 << 20)
             .initial_connection_window_size(2 << 20)
             .max_header_list_size(self.options.max_response_headers)
-            .keep_alive_interval(self.options.keepalive)
-            .keep_alive_while_idle(true);
-        let (send, mut connection) = match builder.handshake(TokioIo::new(io)).await {
+            .enable_push(false);
+        let (send, mut connection) = match builder.handshake::<_, Bytes>(io).await {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::warn!(backend = %self.name, error = %e, "HTTP/2 handshake with the backend failed");
                 return Err(self.unavailable());
             }
         };
-        let max_streams = Arc::new(AtomicUsize::new(connection.current_max_send_streams()));
-        let seen = max_streams.clone();
+        let max_streams = Arc::new(AtomicUsize::new(connection.max_concurrent_send_streams()));
+        let closed = Arc::new(AtomicBool::new(false));
+        let (seen, ended) = (max_streams.clone(), closed.clone());
+        let pings = connection.ping_pong().zip(self.options.keepalive);
         let name = self.name.clone();
         tokio::spawn(async move {
-            let result = std::future::poll_fn(|cx| {
+            let serve = std::future::poll_fn(|cx| {
                 let r = Pin::new(&mut connection).poll(cx);
-                seen.store(connection.current_max_send_streams(), Ordering::Relaxed);
+                seen.store(connection.max_concurrent_send_streams(), Ordering::Relaxed);
                 r
-            })
-            .await;
+            });
+            let result = match pings {
+                Some((pings, every)) => tokio::select! {
+                    r = serve => r.map_err(|e| e.to_string()),
+                    () = keepalive(pings, every) => Err(format!("no answer to a PING within {every:?}")),
+                },
+                None => serve.await.map_err(|e| e.to_string()),
+            };
+            ended.store(true, Ordering::Relaxed);
             match result {
                 Ok(()) => tracing::debug!(backend = %name, "backend connection closed"),
                 Err(e) => tracing::info!(backend = %name, error = %e, "backend connection failed"),
             }
         });
-        let conn = Arc::new(Conn { send, in_flight: AtomicUsize::new(0), max_streams });
+        let conn = Arc::new(Conn { send, closed, in_flight: AtomicUsize::new(0), max_streams });
         self.conns.lock().expect("pool lock").push(conn.clone());
         Ok(conn)
     }
 
-    /// Sends one call; a call the connection refused before sending goes once more on another.
+    /// Sends one call; a call no connection would take goes once more on another.
     async fn call(
         self: Arc<Self>,
         req: http::Request<tonic::body::Body>,
     ) -> Result<http::Response<CallBody>, tonic::Status> {
         let mut slot = Some(self.slot().await?);
-        let mut req = req;
+        let (parts, body) = req.into_parts();
         for attempt in 0..2 {
             let conn = self.conn().await?;
-            conn.in_flight.fetch_add(1, Ordering::Relaxed);
-            let mut guard = InFlight { conn: conn.clone(), _slot: None };
-            match conn.send.clone().try_send_request(req).await {
-                Ok(resp) => {
+            let mut guard = InFlight::new(conn.clone());
+            match conn.send.clone().ready().await {
+                Ok(send) => {
                     guard._slot = slot.take();
-                    return Ok(resp.map(|body| CallBody { body, _guard: guard }));
+                    return self.send(send, parts, body, guard).await;
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(back) if attempt == 0 => {
-                        tracing::debug!(backend = %self.name, "connection closed before the call was sent; retrying");
-                        req = back;
-                    }
-                    _ => return Err(self.call_error(e.into_error())),
-                },
+                Err(e) if attempt == 0 => {
+                    tracing::debug!(backend = %self.name, error = %e, "connection closed before the call was sent; retrying");
+                }
+                Err(e) => return Err(self.call_error(e)),
             }
         }
         Err(self.unavailable())
     }
 
+    /// Opens the call's stream, queues its body and awaits the response headers.
+    async fn send(
+        &self,
+        mut send: h2::client::SendRequest<Bytes>,
+        parts: http::request::Parts,
+        body: tonic::body::Body,
+        guard: InFlight,
+    ) -> Result<http::Response<CallBody>, tonic::Status> {
+        let eos = body.is_end_stream();
+        let (response, stream) =
+            send.send_request(http::Request::from_parts(parts, ()), eos).map_err(|e| self.call_error(e))?;
+        if !eos {
+            // Polled once here, before this task yields to the connection's: what the body has
+            // ready is queued behind the HEADERS and leaves in the same write.
+            let mut pipe = Box::pin(send_body(body, stream));
+            if futures::poll!(pipe.as_mut()).is_pending() {
+                tokio::spawn(pipe);
+            }
+        }
+        let response = response.await.map_err(|e| self.call_error(e))?;
+        Ok(response.map(|body| CallBody { body, data_done: false, _guard: guard }))
+    }
+
     /// The status of a call that failed in transport.
-    fn call_error(&self, e: hyper::Error) -> tonic::Status {
-        let h2 = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<h2::Error>());
-        if let Some(h2) = h2
-            && h2.is_reset()
-            && h2.is_library()
-        {
+    fn call_error(&self, e: h2::Error) -> tonic::Status {
+        if e.is_reset() && e.is_library() {
             // We reset the stream ourselves: the backend's answer broke a protocol limit (most
             // likely headers over what we accept). Its fault, and this call's alone.
             tracing::warn!(backend = %self.name, error = %e, "refused a backend response");
@@ -443,6 +474,77 @@ impl Inner {
     }
 }
 
+/// Sends a connection's PINGs every `every`; returns when one goes unanswered that long, so the
+/// connection is dropped and the next call opens a new one.
+async fn keepalive(mut pings: h2::PingPong, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        match tokio::time::timeout(every, pings.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+    }
+}
+
+/// Sends a request body on its stream. The first piece goes at once, whatever the stream's
+/// flow-control window (h2 holds it until the window allows); each later one waits for send
+/// capacity, so a long upload never piles up in the gateway. A body error (a cancelled call)
+/// or a reset from the backend ends the stream.
+async fn send_body(body: tonic::body::Body, mut stream: h2::SendStream<Bytes>) {
+    use http_body_util::BodyExt;
+    let mut body = std::pin::pin!(body);
+    let mut first = true;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            _ = std::future::poll_fn(|cx| stream.poll_reset(cx)) => return,
+        };
+        let frame = match frame {
+            None => {
+                let _ = stream.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "request body ended with an error; resetting the stream");
+                stream.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                if !first && !data.is_empty() && !has_capacity(&mut stream).await {
+                    return;
+                }
+                first = false;
+                let eos = body.is_end_stream();
+                if stream.send_data(data, eos).is_err() || eos {
+                    return;
+                }
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(trailers) = frame.into_trailers() {
+            let _ = stream.send_trailers(trailers);
+            return;
+        }
+    }
+}
+
+/// Waits until the stream may send again; false if it cannot any more.
+async fn has_capacity(stream: &mut h2::SendStream<Bytes>) -> bool {
+    stream.reserve_capacity(1);
+    while stream.capacity() == 0 {
+        match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(_)) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Calls may wait this long for a TCP connection to the backend.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -452,35 +554,54 @@ struct InFlight {
     _slot: Option<OwnedSemaphorePermit>,
 }
 
+impl InFlight {
+    fn new(conn: Arc<Conn>) -> Self {
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight { conn, _slot: None }
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// A response body that keeps the call counted while it is read.
+/// A response body that keeps the call counted while it is read, and hands the flow-control
+/// window back as data is taken.
 pub struct CallBody {
-    body: hyper::body::Incoming,
+    body: h2::RecvStream,
+    data_done: bool,
     _guard: InFlight,
 }
 
 impl http_body::Body for CallBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = h2::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match std::task::ready!(self.body.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = self.body.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => self.data_done = true,
+            }
+        }
+        match std::task::ready!(self.body.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
         self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 
