@@ -12,7 +12,6 @@
 //! being quiet, and a connection upgraded to a WebSocket leaves these rules altogether.
 
 use crate::error::GatewayError;
-use axum::Router;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
@@ -32,7 +31,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 /// What a client connection may cost.
 #[derive(Debug, Clone)]
@@ -71,7 +69,7 @@ const MAX_REFUSING: usize = 256;
 /// the grace period (`switchyard_common::shutdown::GRACE`) and cuts off what still runs.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: crate::server::App,
     limits: ConnectionLimits,
     tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -371,7 +369,7 @@ impl AsyncWrite for Watched {
 struct Connection {
     state: Arc<ConnState>,
     info: ClientInfo,
-    app: Router,
+    app: crate::server::App,
     limits: Arc<ConnectionLimits>,
     limiter: Option<Arc<RateLimiter>>,
 }
@@ -409,7 +407,7 @@ impl Connection {
         } else {
             match crate::hygiene::check_request(&req, self.limits.max_header_size) {
                 Err(e) => e.to_response(&prost_reflect::DescriptorPool::new()),
-                Ok(()) => self.app.oneshot(req).await.unwrap_or_else(|never| match never {}),
+                Ok(()) => self.app.call(req).await,
             }
         };
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {

@@ -68,11 +68,16 @@ pub fn forwarding_headers(
     }
 
     let mut out = Vec::with_capacity(4);
-    out.extend(HeaderValue::from_str(&xff).ok().map(|v| (xff_name, v)));
+    out.extend(shared(xff).map(|v| (xff_name, v)));
     out.extend(proto.map(|v| (proto_name, v)));
     out.extend(fwd_host.map(|v| (host_name, v)));
-    out.extend(forwarded.and_then(|v| HeaderValue::from_str(&v).ok()).map(|v| (header::FORWARDED, v)));
+    out.extend(forwarded.and_then(shared).map(|v| (header::FORWARDED, v)));
     out
+}
+
+/// A header value that takes over `text`'s buffer instead of copying it.
+fn shared(text: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
 }
 
 #[cfg(test)]

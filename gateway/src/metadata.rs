@@ -68,14 +68,20 @@ fn printable(value: &HeaderValue) -> bool {
     value.as_bytes().iter().all(|b| (0x20..=0x7e).contains(b))
 }
 
-fn ascii_value(name: &str, value: &HeaderValue) -> Result<AsciiMetadataValue, GatewayError> {
+/// `value`, if gRPC metadata can carry it as it is.
+fn checked_value<'v>(name: &str, value: &'v HeaderValue) -> Result<&'v HeaderValue, GatewayError> {
     if !printable(value) {
         return Err(bad(format!(
             "header {name:?} has characters gRPC metadata cannot carry (printable ASCII only; send binary values \
              base64-encoded in a Grpc-Metadata-<name>-bin header)"
         )));
     }
-    AsciiMetadataValue::try_from(value.as_bytes()).map_err(|_| bad(format!("header {name:?} is not valid metadata")))
+    Ok(value)
+}
+
+fn ascii_value(name: &str, value: &HeaderValue) -> Result<AsciiMetadataValue, GatewayError> {
+    AsciiMetadataValue::try_from(checked_value(name, value)?.as_bytes())
+        .map_err(|_| bad(format!("header {name:?} is not valid metadata")))
 }
 
 /// Builds the call's metadata: `Authorization`, the request id, every `Grpc-Metadata-<name>`
@@ -90,35 +96,33 @@ pub fn request_metadata(
     request_id: &HeaderValue,
     forwarded: &[(HeaderName, HeaderValue)],
 ) -> Result<MetadataMap, GatewayError> {
-    let mut md = MetadataMap::new();
+    // The fixed entries go into a header map first and become metadata in one move: values
+    // cloned from the request share its bytes, where metadata built entry by entry copies each.
+    let mut fixed = HeaderMap::with_capacity(4 + forwarded.len());
     let listed = if headers.contains_key(http::header::CONNECTION) { connection_listed(headers) } else { Vec::new() };
     let hop = |name: &str| listed.iter().any(|l| l == name);
     let has_authorization = match headers.get(http::header::AUTHORIZATION) {
         Some(auth) if !hop("authorization") => {
-            md.insert("authorization", ascii_value("authorization", auth)?);
+            fixed.insert(http::header::AUTHORIZATION, checked_value("authorization", auth)?.clone());
             true
         }
         _ => false,
     };
-    if let Ok(v) = AsciiMetadataValue::try_from(request_id.as_bytes()) {
-        md.insert(REQUEST_ID, v);
+    if printable(request_id) {
+        fixed.insert(HeaderName::from_static(REQUEST_ID), request_id.clone());
     }
     for (name, value) in forwarded {
-        if let Ok(v) = AsciiMetadataValue::try_from(value.as_bytes()) {
-            md.insert(
-                AsciiMetadataKey::from_bytes(name.as_str().as_bytes()).expect("a header name is a metadata key"),
-                v,
-            );
+        if printable(value) {
+            fixed.insert(name.clone(), value.clone());
         }
     }
     // W3C trace context goes on as it is (the gateway's own span, when it exports spans).
     for name in TRACE_CONTEXT {
-        if let Some(v) = headers.get(*name).filter(|_| !hop(name))
-            && let Ok(v) = AsciiMetadataValue::try_from(v.as_bytes())
-        {
-            md.insert(*name, v);
+        if let Some(v) = headers.get(*name).filter(|v| !hop(name) && printable(v)) {
+            fixed.insert(HeaderName::from_static(name), v.clone());
         }
     }
+    let mut md = MetadataMap::from_headers(fixed);
     for (name, value) in headers {
         let Some(key) = name.as_str().strip_prefix(METADATA_PREFIX) else {
             continue;

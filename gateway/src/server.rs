@@ -12,11 +12,13 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prost_reflect::DescriptorPool;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_common::tls::ServerTls;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 
 /// The reference services' descriptors, served when no API source is given.
 #[cfg(feature = "reference")]
@@ -96,14 +98,103 @@ pub async fn document(args: &crate::config::ApiArgs) -> Result<serde_json::Value
     Ok(serde_json::from_str(&api.table().openapi_json).expect("the document is JSON"))
 }
 
-/// The HTTP application. Layers, outermost first:
+/// The HTTP application: the gateway's own endpoints (health, metrics, the OpenAPI document,
+/// `/_switchyard/…`) and, for every other path, the gateway itself. Both sit behind the same
+/// layers; the gateway's side is one service rather than an axum fallback, because a router's
+/// layers clone a boxed service and box a future per layer on every request (some forty
+/// allocations per call before the gateway saw it).
+#[derive(Clone)]
+pub struct App {
+    own: HttpService,
+    gateway: HttpService,
+}
+
+/// One side of the application, layered and boxed once.
+type HttpService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
+
+impl App {
+    /// Answers one request.
+    pub async fn call(&self, req: Request) -> Response {
+        use tower::ServiceExt;
+        let side = if is_own_endpoint(req.uri().path()) { &self.own } else { &self.gateway };
+        side.clone().oneshot(req).await.unwrap_or_else(|never| match never {})
+    }
+}
+
+/// Paths the gateway answers itself; never routed to a backend.
+fn is_own_endpoint(path: &str) -> bool {
+    matches!(path, "/healthz" | "/metrics" | "/readyz" | "/openapi.yaml" | "/openapi.json")
+        || path.starts_with("/_switchyard/")
+}
+
+/// The gateway as a service over any request body.
+#[derive(Clone)]
+struct GatewayService(Arc<Gateway>);
+
+impl<B> tower::Service<http::Request<B>> for GatewayService
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let gateway = self.0.clone();
+        Box::pin(async move { Ok(gateway.handle(req.map(axum::body::Body::new)).await) })
+    }
+}
+
+/// Builds the application. Layers, outermost first:
 /// 1. CORS, when origins are configured: browsers on other origins, preflights answered here;
 /// 2. tracing: one span per request (debug level, so free unless asked for);
 /// 3. compression: gzip for clients that accept it, on whole responses only (streams must reach
 ///    the client message by message, not when a compressor's buffer fills);
 /// 4. body read timeout: a request body that stops arriving fails instead of holding its call;
 /// 5. panic guard: a bug answers 500 with a Status body instead of dropping the connection.
-pub fn router(gateway: Arc<Gateway>, cors_origins: &[String], body_read_timeout: Duration) -> Router {
+pub fn app(gateway: Arc<Gateway>, cors_origins: &[String], body_read_timeout: Duration) -> App {
+    let own = layered(own_endpoints(gateway.clone()), cors_origins, body_read_timeout);
+    let gateway = layered(GatewayService(gateway), cors_origins, body_read_timeout);
+    App { own, gateway }
+}
+
+/// A request as the panic guard hands it on when bodies have a read timeout.
+type TimedRequest = http::Request<tower_http::timeout::TimeoutBody<axum::body::Body>>;
+
+/// Wraps `inner` in the application's layers (see [`app`]).
+fn layered<S>(inner: S, cors_origins: &[String], body_read_timeout: Duration) -> HttpService
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + tower::Service<TimedRequest, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <S as tower::Service<Request>>::Future: Send + 'static,
+    <S as tower::Service<TimedRequest>>::Future: Send + 'static,
+{
+    let timeout =
+        (!body_read_timeout.is_zero()).then(|| tower_http::timeout::RequestBodyTimeoutLayer::new(body_read_timeout));
+    let service = tower::ServiceBuilder::new()
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(compression())
+        .option_layer(timeout)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .service(inner)
+        .map_response(IntoResponse::into_response);
+    match cors(cors_origins) {
+        Some(cors) => tower::util::BoxCloneSyncService::new(tower::Layer::layer(&cors, service)),
+        None => tower::util::BoxCloneSyncService::new(service),
+    }
+}
+
+/// The gateway's own endpoints.
+fn own_endpoints(gateway: Arc<Gateway>) -> Router {
     Router::new()
         // Liveness, with each backend's connections and load.
         .route(
@@ -165,16 +256,7 @@ pub fn router(gateway: Arc<Gateway>, cors_origins: &[String], body_read_timeout:
             }),
         )
         .route("/_switchyard/{*rest}", axum::routing::any(|req: Request| async move { not_found(req.uri().path()) }))
-        .fallback(|State(gw): State<Arc<Gateway>>, req: Request| async move { gw.handle(req).await })
         .with_state(gateway)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
-        .layer(tower::util::option_layer(
-            (!body_read_timeout.is_zero())
-                .then(|| tower_http::timeout::RequestBodyTimeoutLayer::new(body_read_timeout)),
-        ))
-        .layer(compression())
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(tower::util::option_layer(cors(cors_origins)))
 }
 
 /// Cross-origin access for browsers, when origins are configured. Preflight requests are
@@ -257,7 +339,7 @@ pub async fn serve_gateway(
         }
         None => None,
     };
-    let app = router(gateway, &config.cors_origins, config.body_read_timeout);
+    let app = app(gateway, &config.cors_origins, config.body_read_timeout);
     let served = crate::connections::serve(listener, app, config.connection_limits(), tls, shutdown).await;
     reloads.abort();
     if let Some(c) = checks {

@@ -270,25 +270,28 @@ impl PathTemplate {
     /// Matches a request path; `Ok(None)` when its shape does not fit, `Err` when it fits but a
     /// captured value is not valid percent-encoded UTF-8.
     pub fn matches(&self, path: &RequestPath<'_>) -> Result<Option<Captures>, PathError> {
-        let mut segs: Vec<&str> = path.segments.clone();
-        match (&self.verb, path.verb) {
-            (Some(want), Some(got)) if want == got => {
-                if let (Some(last), Some(stripped)) = (segs.last_mut(), path.last_without_verb) {
-                    *last = stripped;
-                }
-            }
+        // Every route is tried in turn, so a path that does not fit is turned away without
+        // allocating: the segments are read in place, the last one without its verb.
+        let stripped = match (&self.verb, path.verb) {
+            (Some(want), Some(got)) if want == got => path.last_without_verb,
             (Some(_), _) => return Ok(None),
-            (None, _) => {}
-        }
+            (None, _) => None,
+        };
+        let count = path.segments.len();
+        let seg = |i: usize| match stripped {
+            Some(last) if i + 1 == count => last,
+            _ => path.segments[i],
+        };
         let has_rest = matches!(self.segments.last(), Some(Segment::Rest));
         let fixed = self.segments.len() - usize::from(has_rest);
-        if segs.len() < fixed || (!has_rest && segs.len() != fixed) {
+        if count < fixed || (!has_rest && count != fixed) {
             return Ok(None);
         }
-        for (pattern, seg) in self.segments.iter().zip(&segs) {
+        for (i, pattern) in self.segments.iter().enumerate().take(count) {
+            let seg = seg(i);
             match pattern {
                 Segment::Literal(lit) => {
-                    if seg != lit && decode(seg, false).ok().as_deref() != Some(lit.as_str()) {
+                    if seg != lit && !(seg.contains('%') && decode(seg, false).ok().as_deref() == Some(lit.as_str())) {
                         return Ok(None);
                     }
                 }
@@ -300,9 +303,10 @@ impl PathTemplate {
                 Segment::Rest => {}
             }
         }
-        if has_rest && segs[fixed..].iter().any(|s| s.is_empty()) {
+        if has_rest && (fixed..count).any(|i| seg(i).is_empty()) {
             return Ok(None);
         }
+        let segs: Vec<&str> = (0..count).map(seg).collect();
         let mut captures = Vec::with_capacity(self.variables.len());
         for v in &self.variables {
             let end = if v.end == self.segments.len() && has_rest { segs.len() } else { v.end };

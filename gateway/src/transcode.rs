@@ -210,7 +210,9 @@ impl Gateway {
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, self.options.unary_timeout)?;
         let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
-        let call = retrying(binding, meta, request);
+        // A retry builds its metadata again rather than every call cloning it up front.
+        let again = || CallMeta { metadata: self.metadata(parts, rid).unwrap_or_default(), timeout };
+        let call = retrying(binding, meta, again, request);
         let reply = within(timeout, arrival(parts), async { call.await.map_err(GatewayError::Grpc) }).await?;
         self.reply(binding, reply)
     }
@@ -349,9 +351,18 @@ impl Gateway {
 /// A unary call, tried again (on the next backend of the set, after a short jittered pause) when
 /// it failed with UNAVAILABLE and may safely run twice: idempotent methods only, never after an
 /// overload the gateway raised itself, and always within the caller's deadline (see [`within`]).
-async fn retrying(route: &Route, meta: CallMeta, request: Bytes) -> Result<Reply, tonic::Status> {
+async fn retrying(
+    route: &Route,
+    meta: CallMeta,
+    again: impl Fn() -> CallMeta,
+    request: Bytes,
+) -> Result<Reply, tonic::Status> {
     use backon::{ExponentialBuilder, Retryable};
-    let call = || crate::call::unary(route.upstream.pick(), route.grpc_path.clone(), meta.clone(), request.clone());
+    let mut first = Some(meta);
+    let mut call = || {
+        let meta = first.take().unwrap_or_else(&again);
+        crate::call::unary(route.upstream.pick(), route.grpc_path.clone(), meta, request.clone())
+    };
     if !route.idempotent {
         return call().await;
     }
