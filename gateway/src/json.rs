@@ -49,7 +49,7 @@ const PARSE: DeserializeOptions = DeserializeOptions::new().deny_unknown_fields(
 /// Canonical output: lowerCamelCase names, 64-bit integers as strings, enums by name, fields
 /// without presence printed even when they hold their default (a stable shape for clients);
 /// unset message and `optional` fields are left out.
-const PRINT: SerializeOptions = SerializeOptions::new().skip_default_fields(false);
+pub(crate) const PRINT: SerializeOptions = SerializeOptions::new().skip_default_fields(false);
 
 /// Parses JSON text into a JSON value, refusing duplicate keys in any object.
 pub fn parse_value(text: &[u8]) -> Result<Value, JsonError> {
@@ -95,6 +95,9 @@ pub fn print_message(msg: &DynamicMessage) -> Result<Vec<u8>, String> {
 /// Decodes a message from the wire and prints it canonically, or only its field `json_field`
 /// (a `response_body`).
 pub fn print_wire(desc: &MessageDescriptor, wire: &[u8], json_field: Option<&str>) -> Result<Vec<u8>, String> {
+    if let Ok(printed) = crate::wire_json::print(desc, wire, json_field) {
+        return Ok(printed);
+    }
     let msg = DynamicMessage::decode(desc.clone(), wire).map_err(|e| format!("undecodable response message: {e}"))?;
     match json_field {
         None => print_message(&msg),

@@ -52,6 +52,7 @@ pub mod upstream;
 pub mod upstreams;
 pub mod websocket;
 pub mod wire;
+pub mod wire_json;
 
 pub use config::Config;
 pub use server::run;
