@@ -79,6 +79,50 @@ pub fn from_value(desc: &MessageDescriptor, mut value: Value) -> Result<DynamicM
     })
 }
 
+/// Encodes a JSON message (already free of duplicate keys) for the wire.
+///
+/// The most common request — ids from the path, `{"userId": "…"}` — is written directly: a
+/// message given only string fields needs none of the mapping's conversions or checks, and
+/// building a `DynamicMessage` for it cost more than the rest of the request's encoding.
+/// Everything else goes through [`from_value`].
+pub fn encode_value(desc: &MessageDescriptor, value: Value) -> Result<Vec<u8>, JsonError> {
+    if let Some(wire) = strings_only(desc, &value) {
+        return Ok(wire);
+    }
+    from_value(desc, value).map(|msg| prost::Message::encode_to_vec(&msg))
+}
+
+/// The wire form of `value` if it sets only string fields of `desc`, each once.
+fn strings_only(desc: &MessageDescriptor, value: &Value) -> Option<Vec<u8>> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let Value::Object(obj) = value else { return None };
+    if crate::descriptor::is_special_wkt(desc) {
+        return None;
+    }
+    let mut fields: Vec<(FieldDescriptor, &str)> = Vec::with_capacity(obj.len());
+    for (key, v) in obj {
+        let field = desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key))?;
+        let (Value::String(text), Kind::String) = (v, field.kind()) else { return None };
+        let in_oneof = field.containing_oneof().is_some_and(|o| !o.is_synthetic());
+        if field.is_list() || in_oneof || fields.iter().any(|(f, _)| f.number() == field.number()) {
+            return None;
+        }
+        fields.push((field, text));
+    }
+    fields.sort_by_key(|(f, _)| f.number());
+    let mut wire = Vec::with_capacity(fields.iter().map(|(_, t)| t.len() + 6).sum());
+    for (field, text) in fields {
+        // Proto3 leaves a default out unless the field tracks presence.
+        if text.is_empty() && !field.supports_presence() {
+            continue;
+        }
+        encode_key(field.number(), WireType::LengthDelimited, &mut wire);
+        encode_varint(text.len() as u64, &mut wire);
+        wire.extend_from_slice(text.as_bytes());
+    }
+    Some(wire)
+}
+
 /// Prints a message canonically.
 pub fn print_message(msg: &DynamicMessage) -> Result<Vec<u8>, String> {
     if has_float_wrappers(&msg.descriptor()) {
@@ -381,5 +425,37 @@ impl<'de> Visitor<'de> for StrictVisitor {
             obj.insert(key, v);
         }
         Ok(Strict(Value::Object(obj)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_reflect::DescriptorPool;
+    use serde_json::json;
+
+    #[test]
+    fn string_only_messages_encode_as_the_mapping_does() {
+        let pool = DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let user = pool.get_message_by_name("user.v1.User").unwrap();
+        let general = |v: Value| prost::Message::encode_to_vec(&from_value(&user, v).unwrap());
+        for v in [
+            json!({}),
+            json!({"id": "u1"}),
+            json!({"email": "a@b.c", "id": "u1", "name": ""}),
+            json!({"name": "✓ \"q\""}),
+        ] {
+            assert!(strings_only(&user, &v).is_some(), "{v}");
+            assert_eq!(encode_value(&user, v.clone()).unwrap(), general(v.clone()), "{v}");
+        }
+        // Anything else takes the mapping: other kinds, a field named twice, unknown names.
+        for v in [json!({"age": 3}), json!({"nope": "x"}), json!({"id": 1})] {
+            assert!(strings_only(&user, &v).is_none(), "{v}");
+        }
+        assert!(encode_value(&user, json!({"age": "x"})).is_err());
+        let get = pool.get_message_by_name("user.v1.GetUserRequest").unwrap();
+        let twice = json!({"user_id": "a", "userId": "b"});
+        assert!(strings_only(&get, &twice).is_none());
+        assert_eq!(encode_value(&get, twice).unwrap_err().description, "the field is given twice");
     }
 }

@@ -27,7 +27,6 @@ use futures::stream::BoxStream;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use prost::Message as _;
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -181,8 +180,9 @@ impl Gateway {
 
     /// The request message from its JSON, encoded for the wire.
     fn encode(&self, binding: &Binding, request: serde_json::Value) -> Result<Bytes, GatewayError> {
-        let msg = crate::json::from_value(&binding.method.input(), request).map_err(GatewayError::InvalidMessage)?;
-        Ok(Bytes::from(msg.encode_to_vec()))
+        crate::json::encode_value(&binding.method.input(), request)
+            .map(Bytes::from)
+            .map_err(GatewayError::InvalidMessage)
     }
 
     /// The call's metadata, with the forwarding headers when the client's address is known.
