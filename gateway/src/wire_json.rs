@@ -9,17 +9,15 @@
 //!
 //! It covers scalars, enums, nested and repeated messages, maps, oneofs, Timestamp, Duration,
 //! the wrappers and Empty itself; `Any`, `Struct`, `Value`, `ListValue` and `FieldMask` values
-//! are handed to the general printer one value at a time. Messages with groups or extensions,
-//! and any wire that is not the plain case (a singular message sent in pieces to merge, two
-//! members of one oneof, a repeated map key, bytes that do not decode, a value out of its JSON
-//! range) give [`Unsupported`], and the caller takes the general path for the whole message,
+//! are handed to the general printer one value at a time. Any wire that is not the plain case (a
+//! singular message sent in pieces to merge, two members of one oneof, a repeated map key, a
+//! group, an extension, bytes that do not decode, a value out of its JSON range) gives
+//! [`Unsupported`], and the caller takes the general path for the whole message,
 //! which merges, or reports the error, as the protobuf rules say.
 
 use base64::Engine as _;
 use prost::Message as _;
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
-use std::collections::HashMap;
-use std::sync::{LazyLock, RwLock};
 
 /// This message (or its wire) needs the general path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +31,6 @@ const MAX_DEPTH: usize = 64;
 /// Prints the message `wire` of type `desc`, or only its field `json_field` (a
 /// `response_body`), as JSON.
 pub fn print(desc: &MessageDescriptor, wire: &[u8], json_field: Option<&str>) -> Out<Vec<u8>> {
-    if !supported(desc) {
-        return Err(Unsupported);
-    }
     let mut out = Vec::with_capacity(wire.len() * 2 + 16);
     match json_field {
         None => message(desc, wire, &mut out, 0)?,
@@ -46,33 +41,6 @@ pub fn print(desc: &MessageDescriptor, wire: &[u8], json_field: Option<&str>) ->
         }
     }
     Ok(out)
-}
-
-/// Whether every message reachable from `desc` is one this printer knows. Cached per type.
-fn supported(desc: &MessageDescriptor) -> bool {
-    static CACHE: LazyLock<RwLock<HashMap<String, bool>>> = LazyLock::new(RwLock::default);
-    if let Some(known) = CACHE.read().expect("cache lock").get(desc.full_name()) {
-        return *known;
-    }
-    fn walk(desc: &MessageDescriptor, seen: &mut Vec<String>) -> bool {
-        if seen.iter().any(|s| s == desc.full_name()) {
-            return true;
-        }
-        seen.push(desc.full_name().to_owned());
-        if desc.extension_ranges().next().is_some() {
-            return false;
-        }
-        desc.fields().all(|f| {
-            !f.is_group()
-                && match f.kind() {
-                    Kind::Message(m) => walk(&m, seen),
-                    _ => true,
-                }
-        })
-    }
-    let ok = walk(desc, &mut Vec::new());
-    CACHE.write().expect("cache lock").insert(desc.full_name().to_owned(), ok);
-    ok
 }
 
 /// One field as it came on the wire.
@@ -111,6 +79,10 @@ fn scan<'a>(desc: &MessageDescriptor, mut wire: &'a [u8]) -> Out<Vec<Occurrence<
             return Err(Unsupported);
         }
         if desc.get_field(number).is_none() {
+            if desc.extension_ranges().any(|r| r.contains(&number)) {
+                // An extension: the general path knows the pool's extensions.
+                return Err(Unsupported);
+            }
             // Unknown fields are not printed.
             continue;
         }
@@ -550,6 +522,8 @@ mod tests {
         assert_eq!(print(&scalars, &[0x62, 0x05, b'a'], None), Err(Unsupported));
         assert_eq!(print(&scalars, &[0x62, 0x01, 0xff], None), Err(Unsupported));
         assert_eq!(print(&scalars, &[0x18], None), Err(Unsupported));
+        // A group (start and end markers) is left to the general path.
+        assert_eq!(print(&scalars, &[0x0b, 0x0c], None), Err(Unsupported));
         // A timestamp out of the JSON range.
         let event = pool.get_message_by_name("types.v1.Event").unwrap();
         let far = prost::Message::encode_to_vec(&prost_types::Timestamp { seconds: i64::MAX, nanos: 0 });
