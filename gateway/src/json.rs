@@ -15,9 +15,7 @@ use prost_reflect::{
 };
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{LazyLock, RwLock};
 
 /// Why a JSON message does not fit its descriptor: the offending field (as a JSON path, empty
 /// for the whole message) and what is wrong.
@@ -252,13 +250,9 @@ fn prepare_value(kind: &Kind, v: &mut Value, path: &mut String) -> Result<(), Js
 }
 
 /// Whether messages of `desc` can hold a FloatValue or DoubleValue wrapper (at any depth),
-/// whose NaN and infinities prost-reflect prints as `null`. Cached per message type: most have
-/// none, and their responses take the direct path.
+/// whose NaN and infinities prost-reflect prints as `null`. Not cached: responses are printed by
+/// [`crate::wire_json`], and only the few it leaves to this path walk the descriptor.
 fn has_float_wrappers(desc: &MessageDescriptor) -> bool {
-    static CACHE: LazyLock<RwLock<HashMap<String, bool>>> = LazyLock::new(RwLock::default);
-    if let Some(known) = CACHE.read().expect("cache lock").get(desc.full_name()) {
-        return *known;
-    }
     fn walk(desc: &MessageDescriptor, seen: &mut Vec<String>) -> bool {
         if seen.iter().any(|s| s == desc.full_name()) {
             return false;
@@ -274,9 +268,7 @@ fn has_float_wrappers(desc: &MessageDescriptor) -> bool {
             _ => false,
         })
     }
-    let found = walk(desc, &mut Vec::new());
-    CACHE.write().expect("cache lock").insert(desc.full_name().to_owned(), found);
-    found
+    walk(desc, &mut Vec::new())
 }
 
 /// Writes the non-finite values of float wrappers in `msg` into its printed form as the
