@@ -8,8 +8,9 @@
 //! after what was waiting, so their order holds and nothing that explains a crash sits in memory.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Bytes waiting to be written.
@@ -23,17 +24,110 @@ const BATCH: usize = 64 * 1024;
 /// Colours only on a terminal: the escape codes cost CPU per line and make a log file harder to
 /// grep.
 pub fn init() {
+    let ansi = std::io::stdout().is_terminal();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_ansi(std::io::stdout().is_terminal())
+        .with_ansi(ansi)
         .with_writer(Batched)
         .init();
+    DIRECT.store(!ansi, Ordering::Relaxed);
     let _ = std::thread::Builder::new().name("log-flush".into()).spawn(|| {
         loop {
             std::thread::sleep(Duration::from_millis(100));
             flush();
         }
     });
+}
+
+/// Set by [`init`] when lines are plain text: an info line may then be written straight into
+/// the batch ([`info_line`]).
+static DIRECT: AtomicBool = AtomicBool::new(false);
+
+/// Writes one info line of `target` into the batch, laid out as the subscriber lays out events
+/// (`2026-11-27T04:42:54.487530Z  INFO target: name=value …`), with the fields `fields` writes.
+///
+/// For the access log: one line per request, where the subscriber's generic path (a visitor
+/// per field, a formatting call per piece) was a sixth of the gateway's CPU per request. False
+/// when this process's logger is not [`init`]'s (a program embedding the gateway) or writes
+/// colours: the caller then emits the event through `tracing` as usual. The caller checks that
+/// the event is enabled and that no span is current (the subscriber would print its context).
+pub fn info_line(target: &str, fields: impl FnOnce(&mut Fields)) -> bool {
+    if !DIRECT.load(Ordering::Relaxed) {
+        return false;
+    }
+    let mut line = Fields(Vec::with_capacity(256));
+    timestamp(SystemTime::now(), &mut line.0);
+    line.0.extend_from_slice(b"  INFO ");
+    line.0.extend_from_slice(target.as_bytes());
+    line.0.push(b':');
+    fields(&mut line);
+    line.0.push(b'\n');
+    let _ = Line::Batch.write(&line.0);
+    true
+}
+
+/// The fields of an [`info_line`], each written as the subscriber writes it.
+pub struct Fields(Vec<u8>);
+
+impl Fields {
+    /// A string field: quoted and escaped (Rust's `Debug`).
+    pub fn str(&mut self, name: &str, value: &str) -> &mut Self {
+        self.name(name);
+        let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+        if plain {
+            self.0.push(b'"');
+            self.0.extend_from_slice(value.as_bytes());
+            self.0.push(b'"');
+        } else {
+            let _ = write!(self.0, "{value:?}");
+        }
+        self
+    }
+
+    /// A field given with `%` (its `Display` form, unquoted).
+    pub fn display(&mut self, name: &str, value: impl std::fmt::Display) -> &mut Self {
+        self.name(name);
+        let _ = write!(self.0, "{value}");
+        self
+    }
+
+    /// A number field (integers, and floats in their `Debug` form as the subscriber prints them).
+    pub fn number(&mut self, name: &str, value: impl std::fmt::Debug) -> &mut Self {
+        self.name(name);
+        let _ = write!(self.0, "{value:?}");
+        self
+    }
+
+    fn name(&mut self, name: &str) {
+        self.0.push(b' ');
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.push(b'=');
+    }
+}
+
+/// RFC 3339 in UTC with microseconds, as the subscriber's default timer prints it.
+fn timestamp(now: SystemTime, out: &mut Vec<u8>) {
+    let since = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60,
+        since.subsec_micros()
+    );
 }
 
 /// Writes out what is waiting. Call before the process exits.
@@ -100,5 +194,67 @@ impl<'a> MakeWriter<'a> for Batched {
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Line {
         if *meta.level() <= tracing::Level::WARN { Line::Now } else { Line::Batch }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// What the subscriber writes, collected for comparison.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_direct_line_is_laid_out_as_the_subscriber_lays_out_the_event() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let method = http_method();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "switchyard::access", method = %method, route = "GET /a/{id}", status = 200u16,
+                code = -1i32, latency_ms = 0.5f64, request_id = "a \"b\" ✓", bytes_in = 0u64);
+        });
+        let theirs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let mut line = Fields(Vec::new());
+        line.display("method", method)
+            .str("route", "GET /a/{id}")
+            .number("status", 200u16)
+            .number("code", -1i32)
+            .number("latency_ms", 0.5f64)
+            .str("request_id", "a \"b\" ✓")
+            .number("bytes_in", 0u64);
+        let ours = format!("  INFO switchyard::access:{}\n", String::from_utf8(line.0).unwrap());
+        // The same after the timestamp, which is 27 characters in both.
+        assert_eq!(&theirs[27..], ours, "{theirs}");
+    }
+
+    fn http_method() -> &'static str {
+        "GET"
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let at = |secs: u64, micros: u64| {
+            let mut out = Vec::new();
+            timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros), &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
+        assert_eq!(at(1_795_754_574, 487_530), "2026-11-27T04:42:54.487530Z");
+        assert_eq!(at(4_102_444_799, 999_999), "2099-12-31T23:59:59.999999Z");
     }
 }
