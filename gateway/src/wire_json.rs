@@ -372,16 +372,25 @@ fn non_finite(nan: bool, positive: bool, out: &mut Vec<u8>) {
 }
 
 fn base64(bytes: &[u8], out: &mut Vec<u8>) {
-    let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut text);
+    // Encoded in place, after the opening quote: no string of its own per bytes value.
     out.push(b'"');
-    out.extend_from_slice(text.as_bytes());
+    let start = out.len();
+    out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .expect("sized for padded base64");
+    out.truncate(start + written);
     out.push(b'"');
 }
 
 /// The well-known types printed in their own JSON form; `None` for other messages.
 fn well_known(desc: &MessageDescriptor, wire: &[u8], out: &mut Vec<u8>) -> Option<Out> {
     use std::io::Write as _;
+    if crate::descriptor::is_scalar_wrapper(desc) {
+        // A wrapper prints as its one field's value.
+        let field = desc.get_field(1)?;
+        return Some(scan(desc, wire).and_then(|fields| field_value(&field, numbered(&fields, 1), out, 0)));
+    }
     let printed = match desc.full_name() {
         "google.protobuf.Timestamp" => prost_types::Timestamp::decode(wire).ok().filter(timestamp_in_range).map(|t| {
             let _ = write!(out, "\"{t}\"");
@@ -402,18 +411,6 @@ fn well_known(desc: &MessageDescriptor, wire: &[u8], out: &mut Vec<u8>) -> Optio
         | "google.protobuf.FieldMask" => prost_reflect::DynamicMessage::decode(desc.clone(), wire).ok().and_then(|m| {
             m.serialize_with_options(&mut serde_json::Serializer::new(&mut *out), &crate::json::PRINT).ok()
         }),
-        "google.protobuf.DoubleValue"
-        | "google.protobuf.FloatValue"
-        | "google.protobuf.Int64Value"
-        | "google.protobuf.UInt64Value"
-        | "google.protobuf.Int32Value"
-        | "google.protobuf.UInt32Value"
-        | "google.protobuf.BoolValue"
-        | "google.protobuf.StringValue"
-        | "google.protobuf.BytesValue" => {
-            let field = desc.get_field(1)?;
-            return Some(scan(desc, wire).and_then(|fields| field_value(&field, numbered(&fields, 1), out, 0)));
-        }
         _ => return None,
     };
     // Out of range for its JSON form: the general path says why.
