@@ -130,12 +130,10 @@ where
     .boxed()
 }
 
-/// A unary call.
-pub async fn unary(upstream: &Upstream, path: PathAndQuery, meta: CallMeta, message: Bytes) -> Result<Reply, Status> {
-    let mut grpc = upstream.grpc();
-    let req = request(meta, EncodedMessage(vec![message]));
-    let (metadata, message, _) = grpc.unary(req, path, WireCodec).await?.into_parts();
-    Ok(Reply { metadata, message })
+/// A unary call, spoken without tonic (see [`crate::grpc_http`]).
+pub async fn unary(upstream: &Upstream, path: PathAndQuery, meta: CallMeta, message: &[u8]) -> Result<Reply, Status> {
+    let response = upstream.unary(path, meta.metadata, meta.timeout, message).await?;
+    crate::grpc_http::read_reply(response).await
 }
 
 /// A server-streaming call; resolves when the response headers arrive. `convert` turns each

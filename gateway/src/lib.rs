@@ -34,6 +34,7 @@ pub mod descriptor;
 pub mod dispatch;
 pub mod error;
 pub mod forwarded;
+pub mod grpc_http;
 pub mod hygiene;
 pub mod json;
 pub mod metadata;

@@ -361,7 +361,7 @@ async fn retrying(
     let mut first = Some(meta);
     let mut call = || {
         let meta = first.take().unwrap_or_else(&again);
-        crate::call::unary(route.upstream.pick(), route.grpc_path.clone(), meta, request.clone())
+        crate::call::unary(route.upstream.pick(), route.grpc_path.clone(), meta, &request)
     };
     if !route.idempotent {
         return call().await;

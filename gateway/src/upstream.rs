@@ -208,6 +208,29 @@ impl Upstream {
         grpc
     }
 
+    /// A call whose whole body is known (a unary call, framed): `path` with the call's
+    /// metadata, deadline and this backend's compression (see [`crate::grpc_http`]).
+    pub async fn unary(
+        &self,
+        path: http::uri::PathAndQuery,
+        metadata: tonic::metadata::MetadataMap,
+        timeout: Option<Duration>,
+        message: &[u8],
+    ) -> Result<http::Response<CallBody>, tonic::Status> {
+        let compression = self.inner.options.compression;
+        let body = crate::grpc_http::frame(message, compression)?;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = self.inner.origin.scheme().cloned();
+        uri.authority = self.inner.origin.authority().cloned();
+        uri.path_and_query = Some(path);
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts.method = http::Method::POST;
+        parts.uri = Uri::from_parts(uri).map_err(|e| tonic::Status::internal(format!("bad backend URI: {e}")))?;
+        parts.version = http::Version::HTTP_2;
+        parts.headers = crate::grpc_http::request_headers(metadata, timeout, compression);
+        self.inner.clone().call(parts, Payload::Whole(body)).await
+    }
+
     /// What the last health check said ([`UNKNOWN`], [`SERVING`], [`NOT_SERVING`]).
     pub fn health(&self) -> u8 {
         self.inner.health.load(Ordering::Relaxed)
@@ -414,10 +437,10 @@ impl Inner {
     /// Sends one call; a call no connection would take goes once more on another.
     async fn call(
         self: Arc<Self>,
-        req: http::Request<tonic::body::Body>,
+        parts: http::request::Parts,
+        body: Payload,
     ) -> Result<http::Response<CallBody>, tonic::Status> {
         let mut slot = Some(self.slot().await?);
-        let (parts, body) = req.into_parts();
         for attempt in 0..2 {
             let conn = self.conn().await?;
             let mut guard = InFlight::new(conn.clone());
@@ -440,18 +463,27 @@ impl Inner {
         &self,
         mut send: h2::client::SendRequest<Bytes>,
         parts: http::request::Parts,
-        body: tonic::body::Body,
+        body: Payload,
         guard: InFlight,
     ) -> Result<http::Response<CallBody>, tonic::Status> {
-        let eos = body.is_end_stream();
-        let (response, stream) =
+        let eos = match &body {
+            Payload::Whole(b) => b.is_empty(),
+            Payload::Stream(b) => b.is_end_stream(),
+        };
+        let (response, mut stream) =
             send.send_request(http::Request::from_parts(parts, ()), eos).map_err(|e| self.call_error(e))?;
-        if !eos {
-            // Polled once here, before this task yields to the connection's: what the body has
-            // ready is queued behind the HEADERS and leaves in the same write.
-            let mut pipe = Box::pin(send_body(body, stream));
-            if futures::poll!(pipe.as_mut()).is_pending() {
-                tokio::spawn(pipe);
+        match body {
+            _ if eos => {}
+            // Queued behind the HEADERS (h2 holds it until the window allows): one write
+            // carries both.
+            Payload::Whole(b) => stream.send_data(b, true).map_err(|e| self.call_error(e))?,
+            Payload::Stream(body) => {
+                // Polled once here, before this task yields to the connection's: what the body
+                // has ready is queued behind the HEADERS and leaves in the same write.
+                let mut pipe = Box::pin(send_body(body, stream));
+                if futures::poll!(pipe.as_mut()).is_pending() {
+                    tokio::spawn(pipe);
+                }
             }
         }
         let response = response.await.map_err(|e| self.call_error(e))?;
@@ -545,6 +577,14 @@ async fn has_capacity(stream: &mut h2::SendStream<Bytes>) -> bool {
     true
 }
 
+/// What a call sends after its headers.
+enum Payload {
+    /// The whole body, known up front (a unary request): it leaves with the headers.
+    Whole(Bytes),
+    /// A body that arrives over time (tonic's calls: client streams and the rest).
+    Stream(tonic::body::Body),
+}
+
 /// Calls may wait this long for a TCP connection to the backend.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -615,6 +655,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.inner.clone().call(req))
+        let (parts, body) = req.into_parts();
+        Box::pin(self.inner.clone().call(parts, Payload::Stream(body)))
     }
 }
