@@ -103,15 +103,15 @@ impl Gateway {
         let found = table.routes.find(req.method(), req.uri().path());
         let route = found.as_ref().ok().map(|(route, _)| route.clone());
         seen.trace(&mut req, route.as_deref());
-        let mut resp = match self.dispatcher.clone() {
-            None => self.answer(&table, req, found).await,
-            Some(dispatcher) => {
-                let grpc = crate::dispatch::GrpcSide(self.clone());
-                match dispatcher.dispatch(req, route.as_deref(), grpc) {
-                    Ok(answer) => answer.await,
-                    Err(req) => self.answer(&table, req, found).await,
-                }
-            }
+        // One place awaits the gRPC answer: a future awaited in two branches is laid out twice
+        // in this one, and the whole of it is copied when the request's future is boxed.
+        let given = match self.dispatcher.clone() {
+            None => Err(req),
+            Some(dispatcher) => dispatcher.dispatch(req, route.as_deref(), crate::dispatch::GrpcSide(self.clone())),
+        };
+        let mut resp = match given {
+            Ok(answer) => answer.await,
+            Err(req) => self.answer(&table, req, found).await,
         };
         seen.done(route.as_deref(), &mut resp, self.options.access_log);
         resp
@@ -163,17 +163,19 @@ impl Gateway {
                 let request = self.encode(&binding, build_request(&binding, captures, parts.uri.query(), body)?)?;
                 self.unary(&binding, &parts, rid, request).await
             }
+            // Streams are boxed: this future is laid out for its largest branch, and unary calls,
+            // the common case, should not carry (and copy) a stream's state.
             CallKind::ServerStreaming => {
                 let request = self.encode(&binding, build_request(&binding, captures, parts.uri.query(), None)?)?;
-                self.server_stream(&binding, &parts, rid, request, &table.pool).await
+                Box::pin(self.server_stream(&binding, &parts, rid, request, &table.pool)).await
             }
             CallKind::ClientStreaming => {
                 let fixed = url_values(&binding, captures, parts.uri.query())?;
-                self.client_stream(&binding, &parts, rid, body, fixed).await
+                Box::pin(self.client_stream(&binding, &parts, rid, body, fixed)).await
             }
             CallKind::Bidi => {
                 let fixed = url_values(&binding, captures, parts.uri.query())?;
-                self.bidi(binding, parts, rid, fixed, &table.pool).await
+                Box::pin(self.bidi(binding, parts, rid, fixed, &table.pool)).await
             }
         }
     }
@@ -212,8 +214,8 @@ impl Gateway {
         let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
         // A retry builds its metadata again rather than every call cloning it up front.
         let again = || CallMeta { metadata: self.metadata(parts, rid).unwrap_or_default(), timeout };
-        let call = retrying(binding, meta, again, request);
-        let reply = within(timeout, arrival(parts), async { call.await.map_err(GatewayError::Grpc) }).await?;
+        let call = move || async move { retrying(binding, meta, again, request).await.map_err(GatewayError::Grpc) };
+        let reply = within(timeout, arrival(parts), call).await?;
         self.reply(binding, reply)
     }
 
@@ -234,7 +236,7 @@ impl Gateway {
         let upstream = binding.upstream.pick();
         // The headers come back before the first message; a call that fails before that gets
         // the status table's HTTP status.
-        let reply = within(timeout, started, async {
+        let reply = within(timeout, started, move || async move {
             let call = match (format, &binding.raw) {
                 (ResponseFormat::Raw, Some(raw)) => {
                     let number = raw.bytes_field.number();
@@ -300,7 +302,7 @@ impl Gateway {
             };
         let (requests, mut bad_input) = guard_input(messages);
         let call = crate::call::client_streaming(binding.upstream.pick(), binding.grpc_path.clone(), meta, requests);
-        let reply = within(timeout, arrival(parts), async {
+        let reply = within(timeout, arrival(parts), move || async move {
             tokio::select! {
                 r = call => r.map_err(GatewayError::Grpc),
                 // A bad message: dropping the call cancels it, so the backend keeps nothing.
@@ -383,16 +385,18 @@ async fn retrying(
 /// A deadline that has already passed fails before anything is sent, as gRPC clients do; one
 /// that passes during the call is DEADLINE_EXCEEDED — also when the backend, enforcing the same
 /// deadline, got there first and answered CANCELLED.
-async fn within<T>(
-    timeout: Option<Duration>,
-    started: Instant,
-    call: impl Future<Output = Result<T, GatewayError>>,
-) -> Result<T, GatewayError> {
-    let Some(t) = timeout else { return call.await };
+///
+/// The call comes as a function that makes it, so its future is laid out once, inside the
+/// timeout, rather than once as an argument and again in the timeout.
+async fn within<T, F>(timeout: Option<Duration>, started: Instant, call: impl FnOnce() -> F) -> Result<T, GatewayError>
+where
+    F: Future<Output = Result<T, GatewayError>>,
+{
+    let Some(t) = timeout else { return call().await };
     let Some(left) = t.checked_sub(started.elapsed()).filter(|left| !left.is_zero()) else {
         return Err(GatewayError::DeadlineExceeded(t));
     };
-    match tokio::time::timeout(left, call).await {
+    match tokio::time::timeout(left, call()).await {
         Err(_) => Err(GatewayError::DeadlineExceeded(t)),
         Ok(Err(GatewayError::Grpc(s))) if s.code() == tonic::Code::Cancelled && started.elapsed() >= t => {
             Err(GatewayError::DeadlineExceeded(t))

@@ -342,7 +342,9 @@ impl Inner {
         if let (Some(c), _) = self.pick() {
             return Ok(c);
         }
-        self.open().await
+        // Boxed: dialing (TCP, TLS, the HTTP/2 handshake) is most of this future's size, and
+        // every call's future would carry it though few calls dial.
+        Box::pin(self.open()).await
     }
 
     /// Dials the backend and adds the connection to the pool.
