@@ -8,8 +8,11 @@
 use crate::connections::ClientInfo;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use ipnet::IpNet;
-use std::fmt::Write as _;
 use std::net::IpAddr;
+
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The forwarding headers for one request, as (name, value) pairs.
 pub fn forwarding_headers(
@@ -30,19 +33,18 @@ pub fn forwarding_headers(
     let host = headers.get(header::HOST);
 
     // Built for every request: values straight from the request's own headers where they can
-    // be (a HeaderValue clone shares its bytes), one string per header otherwise.
-    let xff_name = HeaderName::from_static("x-forwarded-for");
-    let xff = match kept(&xff_name) {
-        Some(chain) => format!("{chain}, {peer}"),
-        None => peer.to_string(),
+    // be (a HeaderValue clone shares its bytes), one string per header otherwise, and the
+    // peer's address formatted once.
+    let ip = peer.to_string();
+    let xff = match kept(&XFF) {
+        Some(chain) => format!("{chain}, {ip}"),
+        None => ip.clone(),
     };
-    let proto_name = HeaderName::from_static("x-forwarded-proto");
-    let proto = match kept(&proto_name) {
+    let proto = match kept(&XFP) {
         Some(chain) => HeaderValue::from_str(&chain).ok(),
         None => Some(HeaderValue::from_static(scheme)),
     };
-    let host_name = HeaderName::from_static("x-forwarded-host");
-    let fwd_host = match kept(&host_name) {
+    let fwd_host = match kept(&XFH) {
         Some(chain) => HeaderValue::from_str(&chain).ok(),
         None => host.filter(|h| h.to_str().is_ok()).cloned(),
     };
@@ -53,14 +55,18 @@ pub fn forwarding_headers(
     });
     let f = forwarded.get_or_insert_with(|| String::with_capacity(64));
     match peer {
-        IpAddr::V4(v4) => {
-            let _ = write!(f, "for={v4}");
+        IpAddr::V4(_) => {
+            f.push_str("for=");
+            f.push_str(&ip);
         }
-        IpAddr::V6(v6) => {
-            let _ = write!(f, "for=\"[{v6}]\"");
+        IpAddr::V6(_) => {
+            f.push_str("for=\"[");
+            f.push_str(&ip);
+            f.push_str("]\"");
         }
     }
-    let _ = write!(f, ";proto={scheme}");
+    f.push_str(";proto=");
+    f.push_str(scheme);
     if let Some(h) = host.and_then(|h| h.to_str().ok()) {
         f.push_str(";host=\"");
         f.extend(h.chars().filter(|c| !matches!(c, '"' | '\\')));
@@ -68,9 +74,9 @@ pub fn forwarding_headers(
     }
 
     let mut out = Vec::with_capacity(4);
-    out.extend(shared(xff).map(|v| (xff_name, v)));
-    out.extend(proto.map(|v| (proto_name, v)));
-    out.extend(fwd_host.map(|v| (host_name, v)));
+    out.extend(shared(xff).map(|v| (XFF, v)));
+    out.extend(proto.map(|v| (XFP, v)));
+    out.extend(fwd_host.map(|v| (XFH, v)));
     out.extend(forwarded.and_then(shared).map(|v| (header::FORWARDED, v)));
     out
 }

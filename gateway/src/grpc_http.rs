@@ -19,9 +19,10 @@ use tonic::{Code, Status};
 /// The largest response message taken (after decompression), as tonic's default.
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
-const GRPC_STATUS: &str = "grpc-status";
-const GRPC_MESSAGE: &str = "grpc-message";
-const GRPC_DETAILS: &str = "grpc-status-details-bin";
+// Names, not strings: a lookup by string parses it first, on every call.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+const GRPC_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
 const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
@@ -34,7 +35,8 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
 );
 
 /// Headers a caller's metadata may not set: the transport's own (tonic drops the same ones).
-const RESERVED: [&str; 4] = ["user-agent", "grpc-message", "grpc-message-type", "grpc-status"];
+const RESERVED: [HeaderName; 4] =
+    [header::USER_AGENT, GRPC_MESSAGE, HeaderName::from_static("grpc-message-type"), GRPC_STATUS];
 
 /// The request headers of a call: the caller's metadata, then the transport's.
 pub fn request_headers(
@@ -43,7 +45,7 @@ pub fn request_headers(
     compression: Option<CompressionEncoding>,
 ) -> HeaderMap {
     let mut h = metadata.into_headers();
-    for name in RESERVED {
+    for name in &RESERVED {
         if h.contains_key(name) {
             h.remove(name);
         }
@@ -119,13 +121,13 @@ fn compress(c: CompressionEncoding, message: &[u8]) -> Result<Vec<u8>, Status> {
 /// tonic's `Status::from_header_map`, bad details are dropped rather than panicking, and the
 /// status' metadata are the other headers, moved rather than copied.
 pub fn status_of(headers: &mut HeaderMap) -> Option<Status> {
-    let code = Code::from_bytes(headers.get(GRPC_STATUS)?.as_bytes());
-    headers.remove(GRPC_STATUS);
-    let message = match headers.remove(GRPC_MESSAGE) {
+    let code = Code::from_bytes(headers.get(&GRPC_STATUS)?.as_bytes());
+    headers.remove(&GRPC_STATUS);
+    let message = match headers.remove(&GRPC_MESSAGE) {
         Some(m) => percent_encoding::percent_decode(m.as_bytes()).decode_utf8_lossy().into_owned(),
         None => String::new(),
     };
-    let details = headers.remove(GRPC_DETAILS).and_then(|d| {
+    let details = headers.remove(&GRPC_DETAILS).and_then(|d| {
         use base64::Engine as _;
         BASE64.decode(d.as_bytes()).ok()
     });
@@ -135,7 +137,7 @@ pub fn status_of(headers: &mut HeaderMap) -> Option<Status> {
 
 /// Whether the headers say OK, looked at without building a status.
 fn is_ok(headers: &HeaderMap) -> Option<bool> {
-    headers.get(GRPC_STATUS).map(|v| v.as_bytes() == b"0")
+    headers.get(&GRPC_STATUS).map(|v| v.as_bytes() == b"0")
 }
 
 /// The gRPC code for a response that is not gRPC, from its HTTP status.
@@ -200,9 +202,9 @@ where
         Some(false) => return Err(status_of(&mut trailers).expect("grpc-status is there")),
         None => return Err(Status::unknown("the backend's response ended without a gRPC status")),
     }
-    trailers.remove(GRPC_STATUS);
-    trailers.remove(GRPC_MESSAGE);
-    let message = data.message(headers.get(GRPC_ENCODING))?;
+    trailers.remove(&GRPC_STATUS);
+    trailers.remove(&GRPC_MESSAGE);
+    let message = data.message(headers.get(&GRPC_ENCODING))?;
     for (name, value) in trailers {
         if let Some(name) = name {
             headers.append(name, value);

@@ -12,6 +12,11 @@ use tonic::metadata::{
 pub const METADATA_PREFIX: &str = "grpc-metadata-";
 /// The header whose value is echoed on the response and sent to the backend.
 pub const REQUEST_ID: &str = "x-request-id";
+/// [`REQUEST_ID`] as a header name: lookups by name skip parsing a string on every request.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// The W3C trace context headers, forwarded as metadata of the same names.
 pub const TRACE_CONTEXT: &[&str] = &["traceparent", "tracestate"];
@@ -42,7 +47,7 @@ fn bad(msg: String) -> GatewayError {
 
 /// The request id the client sent, or a new UUID.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers.get(REQUEST_ID).filter(|v| !v.is_empty() && v.len() <= 256).cloned().unwrap_or_else(|| {
+    headers.get(REQUEST_ID_HEADER).filter(|v| !v.is_empty() && v.len() <= 256).cloned().unwrap_or_else(|| {
         // A v4 UUID from a fast thread-local generator: request ids must be unique, not
         // secret, and a getrandom call per request costs more than the rest of this header.
         let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
@@ -109,7 +114,11 @@ pub fn request_metadata(
         _ => false,
     };
     if printable(request_id) {
-        fixed.insert(HeaderName::from_static(REQUEST_ID), request_id.clone());
+        // Never indexed by HPACK: a new value on every request would only push the values
+        // that do repeat out of both sides' tables, and cost each side an insertion.
+        let mut id = request_id.clone();
+        id.set_sensitive(true);
+        fixed.insert(REQUEST_ID_HEADER, id);
     }
     for (name, value) in forwarded {
         if printable(value) {
@@ -117,9 +126,9 @@ pub fn request_metadata(
         }
     }
     // W3C trace context goes on as it is (the gateway's own span, when it exports spans).
-    for name in TRACE_CONTEXT {
-        if let Some(v) = headers.get(*name).filter(|v| !hop(name) && printable(v)) {
-            fixed.insert(HeaderName::from_static(name), v.clone());
+    for name in [TRACEPARENT, TRACESTATE] {
+        if let Some(v) = headers.get(&name).filter(|v| !hop(name.as_str()) && printable(v)) {
+            fixed.insert(name, v.clone());
         }
     }
     let mut md = MetadataMap::from_headers(fixed);
@@ -203,7 +212,7 @@ pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
 /// The deadline of a call: the client's `Grpc-Timeout`, else `default`. A malformed header is
 /// the client's error.
 pub fn deadline(headers: &HeaderMap, default: Option<Duration>) -> Result<Option<Duration>, GatewayError> {
-    match headers.get("grpc-timeout") {
+    match headers.get(GRPC_TIMEOUT) {
         None => Ok(default),
         Some(v) => v
             .to_str()

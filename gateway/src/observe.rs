@@ -142,7 +142,7 @@ impl Seen {
         }
         if access_log {
             let request_id =
-                resp.headers().get(crate::metadata::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                resp.headers().get(crate::metadata::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
             let latency_ms = (elapsed.as_secs_f64() * 1e3 * 1e3).round() / 1e3;
             let bytes_out = bytes_out.unwrap_or(0);
             // The same line either way; written straight into the log's batch when the process
@@ -150,14 +150,14 @@ impl Seen {
             let direct = tracing::enabled!(target: "switchyard::access", tracing::Level::INFO)
                 && tracing::Span::current().is_none()
                 && switchyard_common::logging::info_line("switchyard::access", |line| {
-                    line.display("method", &self.method)
+                    line.plain("method", self.method.as_str())
                         .str("route", label)
-                        .number("status", status)
-                        .number("code", code)
+                        .int("status", status)
+                        .int("code", code)
                         .number("latency_ms", latency_ms)
                         .str("request_id", request_id)
-                        .number("bytes_in", self.bytes_in)
-                        .number("bytes_out", bytes_out);
+                        .int("bytes_in", self.bytes_in)
+                        .int("bytes_out", bytes_out);
                 });
             if !direct {
                 tracing::info!(

@@ -58,29 +58,29 @@ impl RouteTable {
     }
 
     /// The route and decoded path variables for a request. HEAD falls back to GET routes.
+    ///
+    /// Only the request's own method's routes are tried first; the others are looked at only
+    /// when none of those match, to tell 405 (and its `Allow`) from 404.
     pub fn find(&self, method: &Method, path: &str) -> Result<(Arc<Route>, Captures), GatewayError> {
         let no_route = || GatewayError::NoRoute { method: method.clone(), path: path.to_owned() };
         let request = RequestPath::new(path).ok_or_else(no_route)?;
-        let mut allow: Vec<Method> = Vec::new();
         let mut fallback = None;
         let mut bad_path = None;
         for route in &self.routes {
             let same = route.http_method == *method;
             let head_as_get = *method == Method::HEAD && route.http_method == Method::GET;
-            if !same && !head_as_get && allow.contains(&route.http_method) {
+            if !(same || head_as_get) {
                 continue;
             }
             match route.template.matches(&request) {
                 Ok(Some(captures)) if same => return Ok((route.clone(), captures)),
-                Ok(Some(captures)) if head_as_get => {
+                Ok(Some(captures)) => {
                     fallback.get_or_insert((route.clone(), captures));
                 }
-                Ok(Some(_)) => allow.push(route.http_method.clone()),
                 Ok(None) => {}
-                Err(e) if same || head_as_get => {
+                Err(e) => {
                     bad_path.get_or_insert(e);
                 }
-                Err(_) => allow.push(route.http_method.clone()),
             }
         }
         if let Some(found) = fallback {
@@ -88,6 +88,12 @@ impl RouteTable {
         }
         if let Some(e) = bad_path {
             return Err(GatewayError::BadRequest(e.to_string()));
+        }
+        let mut allow: Vec<Method> = Vec::new();
+        for route in &self.routes {
+            if !allow.contains(&route.http_method) && !matches!(route.template.matches(&request), Ok(None)) {
+                allow.push(route.http_method.clone());
+            }
         }
         if !allow.is_empty() {
             allow.sort_by(|a, b| a.as_str().cmp(b.as_str()));

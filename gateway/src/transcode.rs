@@ -8,7 +8,7 @@ use crate::connections::ClientInfo;
 use crate::dispatch::Dispatcher;
 use crate::error::GatewayError;
 use crate::forwarded::forwarding_headers;
-use crate::metadata::{REQUEST_ID, deadline, request_id, request_metadata, response_headers};
+use crate::metadata::{REQUEST_ID_HEADER, deadline, request_id, request_metadata, response_headers};
 use crate::routes::Route;
 use crate::rules::{Binding, CallKind};
 use crate::streaming::{
@@ -141,7 +141,7 @@ impl Gateway {
                 e.to_response(&table.pool)
             }
         };
-        resp.headers_mut().insert(REQUEST_ID, rid);
+        resp.headers_mut().insert(REQUEST_ID_HEADER, rid);
         resp
     }
 
