@@ -345,7 +345,7 @@ mod tests {
     }
 
     fn captures(pairs: &[(&str, &str)]) -> Captures {
-        pairs.iter().map(|(f, v)| (vec![f.to_string()], v.to_string())).collect()
+        pairs.iter().map(|(f, v)| (vec![f.to_string()].into(), v.to_string())).collect()
     }
 
     #[test]

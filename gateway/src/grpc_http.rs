@@ -83,7 +83,12 @@ pub fn timeout_value(t: Duration) -> HeaderValue {
         .into_iter()
         .find(|(n, _)| *n <= MAX)
         .unwrap_or(((secs / 3600).min(MAX), 'H'));
-    HeaderValue::from_str(&format!("{n}{unit}")).expect("digits and a letter are a valid header")
+    let mut digits = itoa::Buffer::new();
+    let mut text = [0u8; 40];
+    let n = digits.format(n).as_bytes();
+    text[..n.len()].copy_from_slice(n);
+    text[n.len()] = unit as u8;
+    HeaderValue::from_bytes(&text[..=n.len()]).expect("digits and a letter are a valid header")
 }
 
 /// One message, length-prefixed (compressed with `compression`, if any).

@@ -285,8 +285,10 @@ fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::c
     use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
     // The default already leaves out SSE, gRPC, images and tiny bodies.
     let whole_responses_only = DefaultPredicate::new()
-        .and(NotForContentType::new("application/x-ndjson"))
-        .and(NotForContentType::new("application/octet-stream"))
+        // Static strings: the predicate is cloned for every response, and shared ones would
+        // cost two atomic counts each time.
+        .and(NotForContentType::const_new("application/x-ndjson"))
+        .and(NotForContentType::const_new("application/octet-stream"))
         // Answers relayed from elsewhere (the legacy API) go out as they came.
         .and(|_: http::StatusCode, _: http::Version, _: &http::HeaderMap, ext: &http::Extensions| {
             ext.get::<crate::dispatch::Verbatim>().is_none()

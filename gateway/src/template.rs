@@ -56,7 +56,8 @@ pub enum Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variable {
     /// The request field path, e.g. `["user", "id"]`.
-    pub field_path: Vec<String>,
+    /// Shared: every match hands it out with the captured value.
+    pub field_path: std::sync::Arc<[String]>,
     /// Index of its first segment in [`PathTemplate::segments`].
     pub start: usize,
     /// One past its last segment.
@@ -113,7 +114,7 @@ impl<'a> RequestPath<'a> {
 }
 
 /// The captured variables of a matched path, decoded.
-pub type Captures = Vec<(Vec<String>, String)>;
+pub type Captures = Vec<(std::sync::Arc<[String]>, String)>;
 
 fn valid_ident(s: &str) -> bool {
     let mut chars = s.chars();
@@ -200,7 +201,7 @@ impl Parser<'_> {
         if !field_path.iter().all(|s| valid_ident(s)) {
             return Err(TemplateError::BadFieldPath { template: self.err_string(), field: field.to_owned() });
         }
-        if self.variables.iter().any(|v| v.field_path == field_path) {
+        if self.variables.iter().any(|v| *v.field_path == *field_path) {
             return Err(TemplateError::DuplicateVariable { template: self.err_string(), field: field.to_owned() });
         }
         if self.segments.last() == Some(&Segment::Rest) {
@@ -211,7 +212,7 @@ impl Parser<'_> {
             return Err(TemplateError::EmptySegment(self.err_string()));
         }
         self.segments(pattern, true)?;
-        self.variables.push(Variable { field_path, start, end: self.segments.len() });
+        self.variables.push(Variable { field_path: field_path.into(), start, end: self.segments.len() });
         Ok(())
     }
 }
