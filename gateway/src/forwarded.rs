@@ -31,7 +31,47 @@ pub fn forwarding_headers(
     };
     let scheme = if client.tls { "https" } else { "http" };
     let host = headers.get(header::HOST);
+    if !from_proxy {
+        return untrusted(peer, client.tls, host, || build(peer, scheme, host, &kept));
+    }
+    build(peer, scheme, host, &kept)
+}
 
+/// What a client that is not a trusted proxy gets depends only on its address, the scheme and
+/// the Host: the last answer is kept per thread and handed out again while those stay the same
+/// (the common case: every request of a connection, and of every connection from one address),
+/// rather than formatting the address and the `Forwarded` value again.
+fn untrusted(
+    peer: IpAddr,
+    tls: bool,
+    host: Option<&HeaderValue>,
+    build: impl FnOnce() -> Vec<(HeaderName, HeaderValue)>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    type Last = Option<(IpAddr, bool, Option<HeaderValue>, Vec<(HeaderName, HeaderValue)>)>;
+    thread_local! {
+        static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((p, t, h, out)) = last
+            && *p == peer
+            && *t == tls
+            && h.as_ref() == host
+        {
+            return out.clone();
+        }
+        let out = build();
+        *last = Some((peer, tls, host.cloned(), out.clone()));
+        out
+    })
+}
+
+/// The forwarding headers, built.
+fn build(
+    peer: IpAddr,
+    scheme: &'static str,
+    host: Option<&HeaderValue>,
+    kept: &dyn Fn(&HeaderName) -> Option<String>,
+) -> Vec<(HeaderName, HeaderValue)> {
     // Built for every request: values straight from the request's own headers where they can
     // be (a HeaderValue clone shares its bytes), one string per header otherwise, and the
     // peer's address formatted once.

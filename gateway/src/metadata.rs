@@ -103,7 +103,9 @@ pub fn request_metadata(
 ) -> Result<MetadataMap, GatewayError> {
     // The fixed entries go into a header map first and become metadata in one move: values
     // cloned from the request share its bytes, where metadata built entry by entry copies each.
-    let mut fixed = HeaderMap::with_capacity(4 + forwarded.len());
+    // Room for the transport's headers too (see `grpc_http::request_headers`): a map that
+    // grows past its capacity is rebuilt.
+    let mut fixed = HeaderMap::with_capacity(10 + forwarded.len());
     let listed = if headers.contains_key(http::header::CONNECTION) { connection_listed(headers) } else { Vec::new() };
     let hop = |name: &str| listed.iter().any(|l| l == name);
     let has_authorization = match headers.get(http::header::AUTHORIZATION) {

@@ -173,7 +173,11 @@ fn key(name: &str, out: &mut Vec<u8>) {
 }
 
 fn string(s: &str, out: &mut Vec<u8>) {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b' ') {
+    // JSON escapes only quotes, backslashes and control characters (serde_json leaves the rest,
+    // non-ASCII included, as it is): any other string is printed as it is. Folded rather than
+    // short-circuited, so the check runs over whole words.
+    let plain = !s.bytes().fold(false, |escape, b| escape | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if plain {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -449,6 +453,17 @@ mod tests {
         let direct: Value = serde_json::from_slice(&print(&desc, &wire, None).unwrap()).unwrap();
         assert_eq!(direct, general, "{name}");
         direct
+    }
+
+    #[test]
+    fn strings_are_written_byte_for_byte_as_serde_json_writes_them() {
+        for s in
+            ["", "ada@example.com", "a/b.c", "✓ naïve", "del\u{7f}", "q\"", "back\\", "nl\n", "c\u{1f}", "x\u{2028}"]
+        {
+            let mut ours = Vec::new();
+            string(s, &mut ours);
+            assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
     }
 
     #[test]
