@@ -98,10 +98,18 @@ impl Fields {
         self
     }
 
-    /// A number field (floats in their `Debug` form, as the subscriber prints them).
-    pub fn number(&mut self, name: &str, value: impl std::fmt::Debug) -> &mut Self {
+    /// A count of thousandths (`micros` for a field in milliseconds) as the subscriber prints
+    /// `micros as f64 / 1000.0`: the shortest decimal, at least one digit after the point.
+    /// Formatting the float itself was a third of an access-log line's cost.
+    pub fn thousandths(&mut self, name: &str, micros: u64) -> &mut Self {
         self.name(name);
-        let _ = write!(self.0, "{value:?}");
+        let mut digits = itoa::Buffer::new();
+        self.0.extend_from_slice(digits.format(micros / 1000).as_bytes());
+        self.0.push(b'.');
+        let frac = micros % 1000;
+        let text = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+        let keep = text.iter().rposition(|&d| d != b'0').map_or(1, |i| i + 1);
+        self.0.extend_from_slice(&text[..keep]);
         self
     }
 
@@ -261,12 +269,21 @@ mod tests {
             .str("route", "GET /a/{id}")
             .int("status", 200u16)
             .int("code", -1i32)
-            .number("latency_ms", 0.5f64)
+            .thousandths("latency_ms", 500)
             .str("request_id", "a \"b\" ✓")
             .int("bytes_in", 0u64);
         let ours = format!("  INFO switchyard::access:{}\n", String::from_utf8(line.0).unwrap());
         // The same after the timestamp, which is 27 characters in both.
         assert_eq!(&theirs[27..], ours, "{theirs}");
+    }
+
+    #[test]
+    fn thousandths_print_as_the_float_would() {
+        for micros in [0u64, 1, 10, 100, 999, 1000, 1001, 1010, 1500, 123_456, 2_000_000, 987_654_321] {
+            let mut line = Fields(Vec::new());
+            line.thousandths("t", micros);
+            assert_eq!(String::from_utf8(line.0).unwrap(), format!(" t={:?}", micros as f64 / 1000.0), "{micros}");
+        }
     }
 
     fn http_method() -> &'static str {
