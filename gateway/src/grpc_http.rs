@@ -186,7 +186,8 @@ where
     let grpc = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "application/grpc" || v.starts_with("application/grpc+"));
+        .and_then(|v| v.strip_prefix("application/grpc"))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']));
     if !grpc {
         return Err(Status::unknown("the backend's response is not gRPC (content-type is not application/grpc)"));
     }
@@ -415,6 +416,12 @@ mod tests {
         let s =
             read(response(&[("content-type", "text/html")], vec![Bytes::from_static(b"<html>")], None)).unwrap_err();
         assert_eq!(s.code(), Code::Unknown);
+        let s = read(response(&[("content-type", "application/grpc-web")], vec![], Some(OK))).unwrap_err();
+        assert_eq!(s.code(), Code::Unknown);
+        for ct in ["application/grpc+proto", "application/grpc; charset=utf-8"] {
+            let framed = frame(b"m", None).unwrap();
+            assert!(read(response(&[("content-type", ct)], vec![framed], Some(OK))).is_ok(), "{ct}");
+        }
     }
 
     #[test]
