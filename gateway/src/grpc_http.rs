@@ -140,6 +140,17 @@ pub fn status_of(headers: &mut HeaderMap) -> Option<Status> {
     Some(Status::with_details_and_metadata(code, message, details.map(Bytes::from).unwrap_or_default(), metadata))
 }
 
+/// Drops a `grpc-status-details-bin` that is not base64. tonic's client (the streaming calls)
+/// reads it with an `expect`, so a backend sending a bad one would panic the task reading the
+/// stream; without it the status keeps its code and message.
+pub fn drop_bad_details(headers: &mut HeaderMap) {
+    use base64::Engine as _;
+    if headers.get(&GRPC_DETAILS).is_some_and(|d| BASE64.decode(d.as_bytes()).is_err()) {
+        tracing::debug!("dropped a grpc-status-details-bin that is not base64");
+        headers.remove(&GRPC_DETAILS);
+    }
+}
+
 /// Whether the headers say OK, looked at without building a status.
 fn is_ok(headers: &HeaderMap) -> Option<bool> {
     headers.get(&GRPC_STATUS).map(|v| v.as_bytes() == b"0")
@@ -397,6 +408,19 @@ mod tests {
         let s = read(response(&[GRPC], vec![], Some(&t))).unwrap_err();
         assert_eq!(s.code(), Code::Internal);
         assert!(s.details().is_empty());
+    }
+
+    #[test]
+    fn only_bad_details_are_dropped_before_tonic_reads_them() {
+        let mut bad = map(&[("grpc-status", "13"), ("grpc-status-details-bin", "!!not base64!!")]);
+        drop_bad_details(&mut bad);
+        assert!(bad.get("grpc-status-details-bin").is_none());
+        assert_eq!(tonic::Status::from_header_map(&bad).unwrap().code(), Code::Internal);
+        for good in ["AQI", "AQI="] {
+            let mut ok = map(&[("grpc-status", "5"), ("grpc-status-details-bin", good)]);
+            drop_bad_details(&mut ok);
+            assert_eq!(ok.get("grpc-status-details-bin").unwrap(), good);
+        }
     }
 
     #[test]

@@ -488,7 +488,9 @@ impl Inner {
                 }
             }
         }
-        let response = response.await.map_err(|e| self.call_error(e))?;
+        let mut response = response.await.map_err(|e| self.call_error(e))?;
+        // A trailers-only answer carries its status in the headers.
+        crate::grpc_http::drop_bad_details(response.headers_mut());
         Ok(response.map(|body| CallBody { body, data_done: false, _guard: guard }))
     }
 
@@ -636,7 +638,10 @@ impl http_body::Body for CallBody {
             }
         }
         match std::task::ready!(self.body.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers)))),
+            Ok(Some(mut trailers)) => {
+                crate::grpc_http::drop_bad_details(&mut trailers);
+                Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+            }
             Ok(None) => Poll::Ready(None),
             Err(e) => Poll::Ready(Some(Err(e))),
         }
