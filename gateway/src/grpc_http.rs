@@ -27,8 +27,8 @@ const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
-/// Padded or not: gRPC implementations differ.
-const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+/// Base64 of binary metadata, padded or not: gRPC implementations differ.
+pub(crate) const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     base64::engine::GeneralPurposeConfig::new()
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
@@ -46,9 +46,7 @@ pub fn request_headers(
 ) -> HeaderMap {
     let mut h = metadata.into_headers();
     for name in &RESERVED {
-        if h.contains_key(name) {
-            h.remove(name);
-        }
+        h.remove(name);
     }
     h.insert(header::TE, HeaderValue::from_static("trailers"));
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));

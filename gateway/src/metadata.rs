@@ -150,9 +150,8 @@ pub fn request_metadata(
         if key.ends_with("-bin") {
             let k = BinaryMetadataKey::from_bytes(key.as_bytes())
                 .map_err(|_| bad(format!("invalid metadata name {key:?}")))?;
-            let bytes = base64::engine::general_purpose::STANDARD
+            let bytes = crate::grpc_http::BASE64
                 .decode(value.as_bytes())
-                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(value.as_bytes()))
                 .map_err(|_| bad(format!("metadata {key:?} is not base64")))?;
             md.append_bin(k, BinaryMetadataValue::from_bytes(&bytes));
         } else {
