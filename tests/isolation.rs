@@ -255,6 +255,27 @@ async fn backend_calls_are_bounded_with_a_short_queue() {
     assert!(health().await["connections"].as_u64().unwrap() >= 1);
 }
 
+/// Many calls at once on one backend connection (whose writes the gateway coalesces) each get
+/// their own answer, none is held back.
+#[tokio::test]
+async fn concurrent_calls_on_one_backend_connection_each_get_their_answer() {
+    let sys = System::start_gateway_with(|c| c.backend_connections = 1).await;
+    let mut users = Vec::new();
+    for i in 0..4 {
+        users.push(new_user(&sys, &format!("crowd{i}@example.com")).await);
+    }
+    let client = http();
+    let calls = (0..200).map(|i| {
+        let id = users[i % users.len()].clone();
+        let req = client.get(sys.url(&format!("/api/v1/users/{id}")));
+        async move { (id, send(req).await) }
+    });
+    for (id, (status, body)) in futures::future::join_all(calls).await {
+        assert_eq!((status, body["id"].as_str()), (200, Some(id.as_str())), "{body}");
+    }
+    assert_eq!(send(http().get(sys.url("/healthz"))).await.1["backends"][0]["connections"], 1);
+}
+
 /// What reaches the backend about the caller: one Authorization (the header wins over
 /// Grpc-Metadata-Authorization), the gateway's request id, nothing the Connection header names,
 /// and X-Forwarded-For / Forwarded from the gateway's own view unless the peer is a trusted proxy.

@@ -110,6 +110,9 @@ struct Conn {
     in_flight: AtomicUsize,
     /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS, as the connection last saw it.
     max_streams: Arc<AtomicUsize>,
+    /// A call was queued while others were in flight: the connection's task lets the tasks
+    /// that are ready run first, so their calls leave in the same write (see [`drive`]).
+    coalesce: Arc<AtomicBool>,
 }
 
 impl Conn {
@@ -412,12 +415,10 @@ impl Inner {
         let (seen, ended) = (max_streams.clone(), closed.clone());
         let pings = connection.ping_pong().zip(self.options.keepalive);
         let name = self.name.clone();
+        let coalesce = Arc::new(AtomicBool::new(false));
+        let queued = coalesce.clone();
         tokio::spawn(async move {
-            let serve = std::future::poll_fn(|cx| {
-                let r = Pin::new(&mut connection).poll(cx);
-                seen.store(connection.max_concurrent_send_streams(), Ordering::Relaxed);
-                r
-            });
+            let serve = drive(&mut connection, &seen, &queued);
             let result = match pings {
                 Some((pings, every)) => tokio::select! {
                     r = serve => r.map_err(|e| e.to_string()),
@@ -431,7 +432,7 @@ impl Inner {
                 Err(e) => tracing::info!(backend = %name, error = %e, "backend connection failed"),
             }
         });
-        let conn = Arc::new(Conn { send, closed, in_flight: AtomicUsize::new(0), max_streams });
+        let conn = Arc::new(Conn { send, closed, in_flight: AtomicUsize::new(0), max_streams, coalesce });
         self.conns.lock().expect("pool lock").push(conn.clone());
         Ok(conn)
     }
@@ -472,6 +473,10 @@ impl Inner {
             Payload::Whole(b) => b.is_empty(),
             Payload::Stream(b) => b.is_end_stream(),
         };
+        if guard.conn.in_flight.load(Ordering::Relaxed) > 1 {
+            // Before the send, which wakes the connection's task: it must see this.
+            guard.conn.coalesce.store(true, Ordering::Relaxed);
+        }
         let (response, mut stream) =
             send.send_request(http::Request::from_parts(parts, ()), eos).map_err(|e| self.call_error(e))?;
         match body {
@@ -591,6 +596,43 @@ enum Payload {
 
 /// Calls may wait this long for a TCP connection to the backend.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a backend connection, coalescing the writes of calls made at about the same time.
+///
+/// A call wakes the connection's task, which tokio runs next on the same thread (its LIFO
+/// slot): under load every call then left in a write of its own, a system call that on
+/// loopback also does the receiver's TCP work. When the woken task finds a call queued while
+/// others were in flight, it first yields until the thread has run the tasks that are ready
+/// (`yield_now` defers it behind them), so the calls they make go out in one write. A lone
+/// call (nothing else in flight) is written at once, and reads are never deferred.
+async fn drive<T>(
+    connection: &mut h2::client::Connection<T, Bytes>,
+    max_streams: &AtomicUsize,
+    coalesce: &AtomicBool,
+) -> Result<(), h2::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let mut polled = false;
+        let woken = std::future::poll_fn(|cx| {
+            if polled {
+                return Poll::Ready(None);
+            }
+            polled = true;
+            let r = Pin::new(&mut *connection).poll(cx);
+            max_streams.store(connection.max_concurrent_send_streams(), Ordering::Relaxed);
+            r.map(Some)
+        })
+        .await;
+        if let Some(done) = woken {
+            return done;
+        }
+        if coalesce.swap(false, Ordering::Relaxed) {
+            tokio::task::yield_now().await;
+        }
+    }
+}
 
 /// Holds a call's place on its connection and in the concurrency bound until its response ends.
 struct InFlight {
