@@ -307,15 +307,13 @@ impl PathTemplate {
         if has_rest && (fixed..count).any(|i| seg(i).is_empty()) {
             return Ok(None);
         }
-        let segs: Vec<&str> = (0..count).map(seg).collect();
         let mut captures = Vec::with_capacity(self.variables.len());
         for v in &self.variables {
-            let end = if v.end == self.segments.len() && has_rest { segs.len() } else { v.end };
-            let raw = &segs[v.start..end];
-            let value = if raw.len() == 1 && v.end - v.start == 1 && !has_rest_in(self, v) {
-                decode(raw[0], false)?
+            let end = if v.end == self.segments.len() && has_rest { count } else { v.end };
+            let value = if end - v.start == 1 && v.end - v.start == 1 && !has_rest_in(self, v) {
+                decode(seg(v.start), false)?
             } else {
-                raw.iter().map(|s| decode(s, true)).collect::<Result<Vec<_>, _>>()?.join("/")
+                (v.start..end).map(|i| decode(seg(i), true)).collect::<Result<Vec<_>, _>>()?.join("/")
             };
             captures.push((v.field_path.clone(), value));
         }
@@ -329,6 +327,10 @@ fn has_rest_in(t: &PathTemplate, v: &Variable) -> bool {
 
 /// Percent-decodes one segment; with `keep_slash`, `%2F` stays encoded (multi-segment variables).
 fn decode(seg: &str, keep_slash: bool) -> Result<String, PathError> {
+    if !seg.contains('%') {
+        // Nothing escaped (the common case: ids, names): the segment is its own value.
+        return Ok(seg.to_owned());
+    }
     let bad = || PathError::BadEncoding(seg.to_owned());
     // Reject malformed escapes instead of passing them through as text.
     let bytes = seg.as_bytes();
