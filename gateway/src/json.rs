@@ -134,13 +134,14 @@ pub fn print_message(msg: &DynamicMessage) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Decodes a message from the wire and prints it canonically, or only its field `json_field`
+/// Prints a message of `plan`'s type from the wire canonically, or only its field `json_field`
 /// (a `response_body`).
-pub fn print_wire(desc: &MessageDescriptor, wire: &[u8], json_field: Option<&str>) -> Result<Vec<u8>, String> {
-    if let Ok(printed) = crate::wire_json::print(desc, wire, json_field) {
+pub fn print_wire(plan: &crate::wire_json::Plan, wire: &[u8], json_field: Option<&str>) -> Result<Vec<u8>, String> {
+    if let Ok(printed) = plan.print(wire, json_field) {
         return Ok(printed);
     }
-    let msg = DynamicMessage::decode(desc.clone(), wire).map_err(|e| format!("undecodable response message: {e}"))?;
+    let msg = DynamicMessage::decode(plan.descriptor().clone(), wire)
+        .map_err(|e| format!("undecodable response message: {e}"))?;
     match json_field {
         None => print_message(&msg),
         Some(name) => {

@@ -120,6 +120,8 @@ pub struct Binding {
     pub grpc_path: http::uri::PathAndQuery,
     /// The JSON name of the `response_body` field, if any.
     pub response_json: Option<String>,
+    /// How the response messages print as JSON.
+    pub output: std::sync::Arc<crate::wire_json::Plan>,
     /// The field chains (proto names) the query string may not set: those the path binds, and
     /// the body field.
     pub query_skip: Vec<Vec<String>>,
@@ -342,6 +344,7 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Binding, RuleEr
         query_skip,
         grpc_path,
         response_json,
+        output: std::sync::Arc::new(crate::wire_json::Plan::new(&method.output())),
         method: method.clone(),
         raw,
         kind: CallKind::of(method),

@@ -27,7 +27,7 @@ use futures::stream::BoxStream;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use prost_reflect::{DescriptorPool, MessageDescriptor};
+use prost_reflect::DescriptorPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,10 @@ fn arrival(parts: &Parts) -> Instant {
 
 /// Prints one response message of `output` as JSON (or only its field `json_field`), as the
 /// item of a response stream.
-fn json_item(output: MessageDescriptor, json_field: Option<String>) -> impl Fn(Bytes) -> Result<Bytes, tonic::Status> {
+fn json_item(
+    output: Arc<crate::wire_json::Plan>,
+    json_field: Option<String>,
+) -> impl Fn(Bytes) -> Result<Bytes, tonic::Status> {
     move |wire| {
         crate::json::print_wire(&output, &wire, json_field.as_deref()).map(Bytes::from).map_err(tonic::Status::internal)
     }
@@ -198,7 +201,7 @@ impl Gateway {
 
     /// A unary answer as JSON, with the call's metadata as headers.
     fn reply(&self, binding: &Binding, reply: Reply) -> Result<Response, GatewayError> {
-        let json = crate::json::print_wire(&binding.method.output(), &reply.message, binding.response_json.as_deref())
+        let json = crate::json::print_wire(&binding.output, &reply.message, binding.response_json.as_deref())
             .map_err(GatewayError::ResponseEncoding)?;
         Ok(json_response(json, &reply.metadata))
     }
@@ -246,7 +249,7 @@ impl Gateway {
                     crate::call::server_streaming(upstream, path, meta, request, raw).await
                 }
                 _ => {
-                    let convert = json_item(binding.method.output(), binding.response_json.clone());
+                    let convert = json_item(binding.output.clone(), binding.response_json.clone());
                     crate::call::server_streaming(upstream, path, meta, request, convert).await
                 }
             };
@@ -333,7 +336,7 @@ impl Gateway {
         let call = crate::websocket::Call {
             upstream: binding.upstream.pick().clone(),
             path: binding.grpc_path.clone(),
-            convert: Box::new(json_item(binding.method.output(), None)),
+            convert: Box::new(json_item(binding.output.clone(), None)),
             meta,
             ctx,
             pool: pool.clone(),

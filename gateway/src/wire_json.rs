@@ -1,4 +1,5 @@
-//! Prints proto3 JSON straight from a message's wire bytes, walking the descriptor as it reads.
+//! Prints proto3 JSON straight from a message's wire bytes, following a [`Plan`] worked out
+//! from the descriptors once per route.
 //!
 //! Every response the gateway answers with is printed, so this is the hot half of the JSON
 //! mapping: decoding into a `DynamicMessage` first builds a map of boxed values per message and
@@ -17,7 +18,8 @@
 
 use base64::Engine as _;
 use prost::Message as _;
-use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
+use std::collections::HashMap;
 
 /// This message (or its wire) needs the general path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,19 +30,263 @@ type Out<T = ()> = Result<T, Unsupported>;
 /// Messages nest at most this deep here (the general path has its own limit).
 const MAX_DEPTH: usize = 64;
 
-/// Prints the message `wire` of type `desc`, or only its field `json_field` (a
-/// `response_body`), as JSON.
-pub fn print(desc: &MessageDescriptor, wire: &[u8], json_field: Option<&str>) -> Out<Vec<u8>> {
-    let mut out = Vec::with_capacity(wire.len() * 2 + 16);
-    match json_field {
-        None => message(desc, wire, &mut out, 0)?,
-        Some(name) => {
-            let field = desc.get_field_by_json_name(name).ok_or(Unsupported)?;
-            let fields = scan(desc, wire)?;
-            field_value(&field, numbered(&fields, field.number()), &mut out, 0)?;
+/// Field numbers below this are found by indexing; larger ones (rare) by a binary search.
+const DENSE: u32 = 256;
+
+/// How to print one message type and every type it holds, worked out once from the descriptors
+/// (with the route table): field numbers, JSON keys already quoted, kinds, enum names. Printing a
+/// response then makes no descriptor lookups — they were most of its cost.
+#[derive(Debug)]
+pub struct Plan {
+    /// The root is the first.
+    messages: Vec<MessagePlan>,
+    enums: Vec<EnumPlan>,
+}
+
+#[derive(Debug)]
+struct MessagePlan {
+    desc: MessageDescriptor,
+    form: Form,
+    /// In field number order.
+    fields: Vec<FieldPlan>,
+    /// Positions in `fields` by field number, below [`DENSE`] (`u16::MAX`: no such field).
+    dense: Vec<u16>,
+    /// The message declares extension ranges (an extension on the wire needs the general path).
+    extendable: bool,
+}
+
+/// How a message prints: as an object of its fields, or in a well-known type's own form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Fields,
+    /// A scalar wrapper: its one field's value.
+    Wrapper,
+    Timestamp,
+    Duration,
+    Empty,
+    /// `Any`, `Struct`, `Value`, `ListValue`, `FieldMask`: rare in responses, each with a JSON
+    /// form of its own; printed by the general path, one value at a time.
+    General,
+}
+
+#[derive(Debug)]
+struct FieldPlan {
+    number: u32,
+    /// `"jsonName":`
+    key: Box<[u8]>,
+    json_name: Box<str>,
+    ty: Ty,
+    shape: Shape,
+    presence: bool,
+    /// The first field number of its oneof, if it is in one: one member may be set at most.
+    oneof: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Single,
+    List,
+    /// A map field, printed from its entries (a message of `plan`'s fields 1 and 2).
+    Map(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Double,
+    Float,
+    Int32,
+    Int64,
+    Uint32,
+    Uint64,
+    Sint32,
+    Sint64,
+    Fixed32,
+    Fixed64,
+    Sfixed32,
+    Sfixed64,
+    Bool,
+    String,
+    Bytes,
+    /// An enum, by its position in [`Plan::enums`].
+    Enum(usize),
+    /// `google.protobuf.NullValue`: always `null`.
+    Null,
+    /// A message, by its position in [`Plan::messages`].
+    Message(usize),
+}
+
+#[derive(Debug)]
+struct EnumPlan {
+    /// Each number's name as the JSON mapping prints it (quoted), by number.
+    names: Vec<(i32, Box<[u8]>)>,
+    default: i32,
+}
+
+impl Plan {
+    /// The plan for messages of type `root`.
+    pub fn new(root: &MessageDescriptor) -> Plan {
+        let mut b = Builder::default();
+        b.message(root);
+        Plan { messages: b.messages, enums: b.enums }
+    }
+
+    /// The message type this plan prints.
+    pub fn descriptor(&self) -> &MessageDescriptor {
+        &self.messages[0].desc
+    }
+
+    /// Prints the message `wire`, or only its field `json_field` (a `response_body`), as JSON.
+    pub fn print(&self, wire: &[u8], json_field: Option<&str>) -> Out<Vec<u8>> {
+        let mut out = Vec::with_capacity(wire.len() * 2 + 16);
+        let mut printer = Printer { plan: self, out: &mut out };
+        match json_field {
+            None => printer.message(0, wire, 0)?,
+            Some(name) => {
+                let root = &self.messages[0];
+                let field = root.fields.iter().find(|f| &*f.json_name == name).ok_or(Unsupported)?;
+                let fields = scan(root, wire)?;
+                printer.field_value(field, numbered(&fields, field.number), 0)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Builds a [`Plan`]: each message and enum type once (recursive types refer back by position).
+#[derive(Default)]
+struct Builder {
+    messages: Vec<MessagePlan>,
+    enums: Vec<EnumPlan>,
+    /// By full name (one pool: names are unique).
+    message_at: HashMap<String, usize>,
+    enum_at: HashMap<String, usize>,
+}
+
+impl Builder {
+    fn message(&mut self, desc: &MessageDescriptor) -> usize {
+        if let Some(&at) = self.message_at.get(desc.full_name()) {
+            return at;
+        }
+        let at = self.messages.len();
+        self.message_at.insert(desc.full_name().to_owned(), at);
+        let form = form(desc);
+        self.messages.push(MessagePlan {
+            desc: desc.clone(),
+            form,
+            fields: Vec::new(),
+            dense: Vec::new(),
+            extendable: desc.extension_ranges().next().is_some(),
+        });
+        if !matches!(form, Form::Fields | Form::Wrapper) {
+            return at;
+        }
+        let fields: Vec<FieldPlan> = desc.fields().map(|f| self.field(&f)).collect();
+        let top = fields.iter().map(|f| f.number + 1).filter(|&n| n <= DENSE).max().unwrap_or(0);
+        let mut dense = vec![u16::MAX; top as usize];
+        for (i, f) in fields.iter().enumerate() {
+            if let Some(slot) = dense.get_mut(f.number as usize) {
+                *slot = u16::try_from(i).unwrap_or(u16::MAX);
+            }
+        }
+        let plan = &mut self.messages[at];
+        plan.fields = fields;
+        plan.dense = dense;
+        at
+    }
+
+    fn field(&mut self, field: &FieldDescriptor) -> FieldPlan {
+        let mut key = Vec::new();
+        string(field.json_name(), &mut key);
+        key.push(b':');
+        let kind = field.kind();
+        let shape = match &kind {
+            Kind::Message(entry) if field.is_map() => Shape::Map(self.message(entry)),
+            _ if field.is_list() => Shape::List,
+            _ => Shape::Single,
+        };
+        FieldPlan {
+            number: field.number(),
+            key: key.into(),
+            json_name: field.json_name().into(),
+            ty: self.ty(&kind),
+            shape,
+            presence: field.supports_presence(),
+            oneof: field.containing_oneof().map(|o| o.fields().next().map_or(0, |f| f.number())),
         }
     }
-    Ok(out)
+
+    fn ty(&mut self, kind: &Kind) -> Ty {
+        match kind {
+            Kind::Double => Ty::Double,
+            Kind::Float => Ty::Float,
+            Kind::Int32 => Ty::Int32,
+            Kind::Int64 => Ty::Int64,
+            Kind::Uint32 => Ty::Uint32,
+            Kind::Uint64 => Ty::Uint64,
+            Kind::Sint32 => Ty::Sint32,
+            Kind::Sint64 => Ty::Sint64,
+            Kind::Fixed32 => Ty::Fixed32,
+            Kind::Fixed64 => Ty::Fixed64,
+            Kind::Sfixed32 => Ty::Sfixed32,
+            Kind::Sfixed64 => Ty::Sfixed64,
+            Kind::Bool => Ty::Bool,
+            Kind::String => Ty::String,
+            Kind::Bytes => Ty::Bytes,
+            Kind::Enum(e) if e.full_name() == "google.protobuf.NullValue" => Ty::Null,
+            Kind::Enum(e) => Ty::Enum(self.enumeration(e)),
+            Kind::Message(m) => Ty::Message(self.message(m)),
+        }
+    }
+
+    fn enumeration(&mut self, e: &EnumDescriptor) -> usize {
+        if let Some(&at) = self.enum_at.get(e.full_name()) {
+            return at;
+        }
+        let mut names: Vec<(i32, Box<[u8]>)> = Vec::new();
+        for v in e.values() {
+            let n = v.number();
+            if names.iter().all(|(m, _)| *m != n)
+                && let Some(named) = e.get_value(n)
+            {
+                let mut quoted = Vec::new();
+                string(named.name(), &mut quoted);
+                names.push((n, quoted.into()));
+            }
+        }
+        names.sort_by_key(|(n, _)| *n);
+        let at = self.enums.len();
+        self.enums.push(EnumPlan { names, default: e.default_value().number() });
+        self.enum_at.insert(e.full_name().to_owned(), at);
+        at
+    }
+}
+
+fn form(desc: &MessageDescriptor) -> Form {
+    if crate::descriptor::is_scalar_wrapper(desc) {
+        return Form::Wrapper;
+    }
+    match desc.full_name() {
+        "google.protobuf.Timestamp" => Form::Timestamp,
+        "google.protobuf.Duration" => Form::Duration,
+        "google.protobuf.Empty" => Form::Empty,
+        "google.protobuf.Any"
+        | "google.protobuf.Struct"
+        | "google.protobuf.Value"
+        | "google.protobuf.ListValue"
+        | "google.protobuf.FieldMask" => Form::General,
+        _ => Form::Fields,
+    }
+}
+
+impl MessagePlan {
+    fn position(&self, number: u32) -> Option<usize> {
+        match self.dense.get(number as usize) {
+            Some(&i) if i != u16::MAX => Some(usize::from(i)),
+            Some(_) => None,
+            None if number < DENSE => None,
+            None => self.fields.binary_search_by_key(&number, |f| f.number).ok(),
+        }
+    }
 }
 
 /// One field as it came on the wire.
@@ -59,7 +305,7 @@ enum Wire<'a> {
 }
 
 /// The fields of one message, in field number order (stable: repeated values keep their order).
-fn scan<'a>(desc: &MessageDescriptor, mut wire: &'a [u8]) -> Out<Vec<Occurrence<'a>>> {
+fn scan<'a>(plan: &MessagePlan, mut wire: &'a [u8]) -> Out<Vec<Occurrence<'a>>> {
     let mut fields = Vec::new();
     let mut sorted = true;
     while !wire.is_empty() {
@@ -78,8 +324,8 @@ fn scan<'a>(desc: &MessageDescriptor, mut wire: &'a [u8]) -> Out<Vec<Occurrence<
         if number == 0 {
             return Err(Unsupported);
         }
-        if desc.get_field(number).is_none() {
-            if desc.extension_ranges().any(|r| r.contains(&number)) {
+        if plan.position(number).is_none() {
+            if plan.extendable && plan.desc.extension_ranges().any(|r| r.contains(&number)) {
                 // An extension: the general path knows the pool's extensions.
                 return Err(Unsupported);
             }
@@ -123,55 +369,6 @@ fn take<'a>(wire: &mut &'a [u8], n: usize) -> Out<&'a [u8]> {
     Ok(head)
 }
 
-/// Prints one message as a JSON object.
-fn message(desc: &MessageDescriptor, wire: &[u8], out: &mut Vec<u8>, depth: usize) -> Out {
-    if depth > MAX_DEPTH {
-        return Err(Unsupported);
-    }
-    if let Some(wkt) = well_known(desc, wire, out) {
-        return wkt;
-    }
-    let fields = scan(desc, wire)?;
-    // At most one member of each oneof may be set.
-    let mut oneofs_seen: Vec<u32> = Vec::new();
-    out.push(b'{');
-    let mut first = true;
-    let mut rest = &fields[..];
-    for field in desc.fields() {
-        let number = field.number();
-        let skip = rest.iter().take_while(|f| f.number < number).count();
-        rest = &rest[skip..];
-        let n = rest.iter().take_while(|f| f.number == number).count();
-        let (mine, after) = rest.split_at(n);
-        rest = after;
-        if mine.is_empty() && field.supports_presence() {
-            continue;
-        }
-        if !mine.is_empty()
-            && let Some(oneof) = field.containing_oneof()
-        {
-            let first_field = oneof.fields().next().map_or(0, |f| f.number());
-            if oneofs_seen.contains(&first_field) {
-                return Err(Unsupported);
-            }
-            oneofs_seen.push(first_field);
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        key(field.json_name(), out);
-        field_value(&field, mine, out, depth)?;
-    }
-    out.push(b'}');
-    Ok(())
-}
-
-fn key(name: &str, out: &mut Vec<u8>) {
-    string(name, out);
-    out.push(b':');
-}
-
 fn string(s: &str, out: &mut Vec<u8>) {
     // JSON escapes only quotes, backslashes and control characters (serde_json leaves the rest,
     // non-ASCII included, as it is): any other string is printed as it is. Folded rather than
@@ -186,54 +383,226 @@ fn string(s: &str, out: &mut Vec<u8>) {
     }
 }
 
-/// Prints a field's value from its occurrences: a list, a map, or the last one (the default
-/// when there is none).
-fn field_value(field: &FieldDescriptor, occurrences: &[Occurrence<'_>], out: &mut Vec<u8>, depth: usize) -> Out {
-    let kind = field.kind();
-    if field.is_map() {
-        let entry = kind.as_message().ok_or(Unsupported)?;
-        return map(entry, occurrences, out, depth);
-    }
-    if field.is_list() {
-        out.push(b'[');
-        let mut first = true;
-        for o in occurrences {
-            match (o.value, packable(&kind)) {
-                (Wire::Len(mut packed), true) => {
-                    while !packed.is_empty() {
-                        let item = match packed_width(&kind) {
-                            0 => Wire::Varint(varint(&mut packed)?),
-                            4 => Wire::Fixed32(u32::from_le_bytes(
-                                take(&mut packed, 4)?.try_into().map_err(|_| Unsupported)?,
-                            )),
-                            _ => Wire::Fixed64(u64::from_le_bytes(
-                                take(&mut packed, 8)?.try_into().map_err(|_| Unsupported)?,
-                            )),
-                        };
-                        comma(&mut first, out);
-                        value(&kind, item, out, depth)?;
-                    }
-                }
-                (item, _) => {
-                    comma(&mut first, out);
-                    value(&kind, item, out, depth)?;
-                }
-            }
-        }
-        out.push(b']');
-        return Ok(());
-    }
-    let mut last = None;
-    for o in occurrences {
-        if last.is_some() && matches!(kind, Kind::Message(_)) {
-            // A message sent in pieces is merged; the general path does that.
+/// Prints into `out` following `plan`.
+struct Printer<'p, 'o> {
+    plan: &'p Plan,
+    out: &'o mut Vec<u8>,
+}
+
+impl Printer<'_, '_> {
+    /// Prints one message (`plan.messages[at]`) as a JSON object, or in its well-known form.
+    fn message(&mut self, at: usize, wire: &[u8], depth: usize) -> Out {
+        if depth > MAX_DEPTH {
             return Err(Unsupported);
         }
-        last = Some(o.value);
+        let plan = &self.plan.messages[at];
+        match plan.form {
+            Form::Fields => {}
+            Form::Wrapper => {
+                let field = plan.fields.first().ok_or(Unsupported)?;
+                let fields = scan(plan, wire)?;
+                return self.field_value(field, numbered(&fields, field.number), depth);
+            }
+            form => return self.well_known(form, &plan.desc, wire),
+        }
+        let fields = scan(plan, wire)?;
+        // At most one member of each oneof may be set.
+        let mut oneofs_seen: Vec<u32> = Vec::new();
+        self.out.push(b'{');
+        let mut first = true;
+        let mut rest = &fields[..];
+        for field in &plan.fields {
+            let number = field.number;
+            let skip = rest.iter().take_while(|f| f.number < number).count();
+            rest = &rest[skip..];
+            let n = rest.iter().take_while(|f| f.number == number).count();
+            let (mine, after) = rest.split_at(n);
+            rest = after;
+            if mine.is_empty() && field.presence {
+                continue;
+            }
+            if !mine.is_empty()
+                && let Some(oneof) = field.oneof
+            {
+                if oneofs_seen.contains(&oneof) {
+                    return Err(Unsupported);
+                }
+                oneofs_seen.push(oneof);
+            }
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            self.out.extend_from_slice(&field.key);
+            self.field_value(field, mine, depth)?;
+        }
+        self.out.push(b'}');
+        Ok(())
     }
-    match last {
-        Some(v) => value(&kind, v, out, depth),
-        None => default(&kind, out, depth),
+
+    /// Prints a field's value from its occurrences: a list, a map, or the last one (the
+    /// default when there is none).
+    fn field_value(&mut self, field: &FieldPlan, occurrences: &[Occurrence<'_>], depth: usize) -> Out {
+        let ty = field.ty;
+        match field.shape {
+            Shape::Map(entry) => return self.map(entry, occurrences, depth),
+            Shape::List => {
+                self.out.push(b'[');
+                let mut first = true;
+                for o in occurrences {
+                    match (o.value, packed_width(ty)) {
+                        (Wire::Len(mut packed), Some(width)) => {
+                            while !packed.is_empty() {
+                                let item = match width {
+                                    0 => Wire::Varint(varint(&mut packed)?),
+                                    4 => Wire::Fixed32(u32::from_le_bytes(
+                                        take(&mut packed, 4)?.try_into().map_err(|_| Unsupported)?,
+                                    )),
+                                    _ => Wire::Fixed64(u64::from_le_bytes(
+                                        take(&mut packed, 8)?.try_into().map_err(|_| Unsupported)?,
+                                    )),
+                                };
+                                comma(&mut first, self.out);
+                                self.value(ty, item, depth)?;
+                            }
+                        }
+                        (item, _) => {
+                            comma(&mut first, self.out);
+                            self.value(ty, item, depth)?;
+                        }
+                    }
+                }
+                self.out.push(b']');
+                return Ok(());
+            }
+            Shape::Single => {}
+        }
+        let mut last = None;
+        for o in occurrences {
+            if last.is_some() && matches!(ty, Ty::Message(_)) {
+                // A message sent in pieces is merged; the general path does that.
+                return Err(Unsupported);
+            }
+            last = Some(o.value);
+        }
+        match last {
+            Some(v) => self.value(ty, v, depth),
+            None => self.default(ty, depth),
+        }
+    }
+
+    /// Prints a map field's entries; a key given twice (last one wins) goes to the general path.
+    fn map(&mut self, entry: usize, occurrences: &[Occurrence<'_>], depth: usize) -> Out {
+        let plan = &self.plan.messages[entry];
+        let (Some(key_field), Some(value_field)) = (plan.position(1), plan.position(2)) else {
+            return Err(Unsupported);
+        };
+        let (key_field, value_field) = (&plan.fields[key_field], &plan.fields[value_field]);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        self.out.push(b'{');
+        let mut first = true;
+        for o in occurrences {
+            let Wire::Len(bytes) = o.value else { return Err(Unsupported) };
+            let fields = scan(plan, bytes)?;
+            let mut text = Vec::new();
+            Printer { plan: self.plan, out: &mut text }.field_value(key_field, numbered(&fields, 1), depth)?;
+            // Map keys are JSON strings whatever their type (64-bit integers already are).
+            let k = match key_field.ty {
+                Ty::String | Ty::Int64 | Ty::Uint64 | Ty::Sint64 | Ty::Fixed64 | Ty::Sfixed64 => text,
+                _ => {
+                    let mut k = Vec::with_capacity(text.len() + 2);
+                    k.push(b'"');
+                    k.extend_from_slice(&text);
+                    k.push(b'"');
+                    k
+                }
+            };
+            if keys.contains(&k) {
+                return Err(Unsupported);
+            }
+            comma(&mut first, self.out);
+            self.out.extend_from_slice(&k);
+            self.out.push(b':');
+            keys.push(k);
+            self.field_value(value_field, numbered(&fields, 2), depth)?;
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    /// Prints one value of type `ty` from the wire.
+    fn value(&mut self, ty: Ty, wire: Wire<'_>, depth: usize) -> Out {
+        let out = &mut *self.out;
+        match (ty, wire) {
+            (Ty::Double, Wire::Fixed64(bits)) => float(f64::from_bits(bits), out),
+            (Ty::Float, Wire::Fixed32(bits)) => float32(f32::from_bits(bits), out),
+            (Ty::Int32, Wire::Varint(v)) => number(v as i32, out),
+            (Ty::Int64, Wire::Varint(v)) => quoted(v as i64, out),
+            (Ty::Uint32, Wire::Varint(v)) => number(v as u32, out),
+            (Ty::Uint64, Wire::Varint(v)) => quoted(v, out),
+            (Ty::Sint32, Wire::Varint(v)) => number(((v as u32) >> 1) as i32 ^ -((v & 1) as i32), out),
+            (Ty::Sint64, Wire::Varint(v)) => quoted((v >> 1) as i64 ^ -((v & 1) as i64), out),
+            (Ty::Fixed32, Wire::Fixed32(v)) => number(v, out),
+            (Ty::Fixed64, Wire::Fixed64(v)) => quoted(v, out),
+            (Ty::Sfixed32, Wire::Fixed32(v)) => number(v as i32, out),
+            (Ty::Sfixed64, Wire::Fixed64(v)) => quoted(v as i64, out),
+            (Ty::Bool, Wire::Varint(v)) => out.extend_from_slice(if v != 0 { b"true" } else { b"false" }),
+            (Ty::String, Wire::Len(bytes)) => string(std::str::from_utf8(bytes).map_err(|_| Unsupported)?, out),
+            (Ty::Bytes, Wire::Len(bytes)) => base64(bytes, out),
+            (Ty::Null, Wire::Varint(_)) => out.extend_from_slice(b"null"),
+            (Ty::Enum(e), Wire::Varint(v)) => {
+                let n = v as i32;
+                let names = &self.plan.enums[e].names;
+                match names.binary_search_by_key(&n, |(m, _)| *m) {
+                    Ok(i) => out.extend_from_slice(&names[i].1),
+                    Err(_) => number(n, out),
+                }
+            }
+            (Ty::Message(m), Wire::Len(bytes)) => self.message(m, bytes, depth + 1)?,
+            _ => return Err(Unsupported),
+        }
+        Ok(())
+    }
+
+    /// Prints the default of `ty`, for a field without presence that is not on the wire.
+    fn default(&mut self, ty: Ty, depth: usize) -> Out {
+        match ty {
+            Ty::Double | Ty::Float => self.out.extend_from_slice(b"0.0"),
+            Ty::Int64 | Ty::Uint64 | Ty::Sint64 | Ty::Fixed64 | Ty::Sfixed64 => self.out.extend_from_slice(b"\"0\""),
+            Ty::Int32 | Ty::Uint32 | Ty::Sint32 | Ty::Fixed32 | Ty::Sfixed32 => self.out.push(b'0'),
+            Ty::Bool => self.out.extend_from_slice(b"false"),
+            Ty::String | Ty::Bytes => self.out.extend_from_slice(b"\"\""),
+            Ty::Null => self.out.extend_from_slice(b"null"),
+            Ty::Enum(e) => {
+                let d = self.plan.enums[e].default;
+                self.value(ty, Wire::Varint(d as i64 as u64), depth)?;
+            }
+            Ty::Message(m) => self.message(m, &[], depth + 1)?,
+        }
+        Ok(())
+    }
+
+    /// The well-known types printed in their own JSON form.
+    fn well_known(&mut self, form: Form, desc: &MessageDescriptor, wire: &[u8]) -> Out {
+        use std::io::Write as _;
+        let out = &mut *self.out;
+        let printed = match form {
+            Form::Timestamp => prost_types::Timestamp::decode(wire).ok().filter(timestamp_in_range).map(|t| {
+                let _ = write!(out, "\"{t}\"");
+            }),
+            Form::Duration => prost_types::Duration::decode(wire).ok().filter(duration_in_range).map(|d| {
+                let _ = write!(out, "\"{d}\"");
+            }),
+            Form::Empty => {
+                out.extend_from_slice(b"{}");
+                Some(())
+            }
+            _ => prost_reflect::DynamicMessage::decode(desc.clone(), wire).ok().and_then(|m| {
+                m.serialize_with_options(&mut serde_json::Serializer::new(&mut *out), &crate::json::PRINT).ok()
+            }),
+        };
+        // Out of range for its JSON form: the general path says why.
+        printed.ok_or(Unsupported)
     }
 }
 
@@ -244,109 +613,15 @@ fn comma(first: &mut bool, out: &mut Vec<u8>) {
     *first = false;
 }
 
-/// Scalar kinds that can come packed, and their width on the wire (0 for varints).
-fn packable(kind: &Kind) -> bool {
-    !matches!(kind, Kind::String | Kind::Bytes | Kind::Message(_))
-}
-
-fn packed_width(kind: &Kind) -> usize {
-    match kind {
-        Kind::Double | Kind::Fixed64 | Kind::Sfixed64 => 8,
-        Kind::Float | Kind::Fixed32 | Kind::Sfixed32 => 4,
-        _ => 0,
+/// The width on the wire of a scalar that can come packed (0 for varints); `None` for the
+/// types that cannot.
+fn packed_width(ty: Ty) -> Option<usize> {
+    match ty {
+        Ty::Double | Ty::Fixed64 | Ty::Sfixed64 => Some(8),
+        Ty::Float | Ty::Fixed32 | Ty::Sfixed32 => Some(4),
+        Ty::String | Ty::Bytes | Ty::Message(_) => None,
+        _ => Some(0),
     }
-}
-
-/// Prints a map field's entries; a key given twice (last one wins) goes to the general path.
-fn map(entry: &MessageDescriptor, occurrences: &[Occurrence<'_>], out: &mut Vec<u8>, depth: usize) -> Out {
-    let key_field = entry.map_entry_key_field();
-    let value_field = entry.map_entry_value_field();
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    out.push(b'{');
-    let mut first = true;
-    for o in occurrences {
-        let Wire::Len(bytes) = o.value else { return Err(Unsupported) };
-        let fields = scan(entry, bytes)?;
-        let of = |number: u32| numbered(&fields, number);
-        let mut k = Vec::new();
-        // Map keys are JSON strings whatever their type.
-        match key_field.kind() {
-            Kind::String => field_value(&key_field, of(1), &mut k, depth)?,
-            kind => {
-                let mut text = Vec::new();
-                field_value(&key_field, of(1), &mut text, depth)?;
-                if matches!(kind, Kind::Int64 | Kind::Uint64 | Kind::Sint64 | Kind::Fixed64 | Kind::Sfixed64) {
-                    k = text;
-                } else {
-                    k.push(b'"');
-                    k.extend_from_slice(&text);
-                    k.push(b'"');
-                }
-            }
-        }
-        if keys.contains(&k) {
-            return Err(Unsupported);
-        }
-        comma(&mut first, out);
-        out.extend_from_slice(&k);
-        out.push(b':');
-        keys.push(k);
-        field_value(&value_field, of(2), out, depth)?;
-    }
-    out.push(b'}');
-    Ok(())
-}
-
-/// Prints one value of `kind` from the wire.
-fn value(kind: &Kind, wire: Wire<'_>, out: &mut Vec<u8>, depth: usize) -> Out {
-    match (kind, wire) {
-        (Kind::Double, Wire::Fixed64(bits)) => float(f64::from_bits(bits), out),
-        (Kind::Float, Wire::Fixed32(bits)) => float32(f32::from_bits(bits), out),
-        (Kind::Int32, Wire::Varint(v)) => number(v as i32, out),
-        (Kind::Int64, Wire::Varint(v)) => quoted(v as i64, out),
-        (Kind::Uint32, Wire::Varint(v)) => number(v as u32, out),
-        (Kind::Uint64, Wire::Varint(v)) => quoted(v, out),
-        (Kind::Sint32, Wire::Varint(v)) => number(((v as u32) >> 1) as i32 ^ -((v & 1) as i32), out),
-        (Kind::Sint64, Wire::Varint(v)) => quoted((v >> 1) as i64 ^ -((v & 1) as i64), out),
-        (Kind::Fixed32, Wire::Fixed32(v)) => number(v, out),
-        (Kind::Fixed64, Wire::Fixed64(v)) => quoted(v, out),
-        (Kind::Sfixed32, Wire::Fixed32(v)) => number(v as i32, out),
-        (Kind::Sfixed64, Wire::Fixed64(v)) => quoted(v as i64, out),
-        (Kind::Bool, Wire::Varint(v)) => out.extend_from_slice(if v != 0 { b"true" } else { b"false" }),
-        (Kind::String, Wire::Len(bytes)) => string(std::str::from_utf8(bytes).map_err(|_| Unsupported)?, out),
-        (Kind::Bytes, Wire::Len(bytes)) => base64(bytes, out),
-        (Kind::Enum(e), Wire::Varint(v)) => {
-            let n = v as i32;
-            if e.full_name() == "google.protobuf.NullValue" {
-                out.extend_from_slice(b"null");
-            } else {
-                match e.get_value(n) {
-                    Some(named) => string(named.name(), out),
-                    None => number(n, out),
-                }
-            }
-        }
-        (Kind::Message(m), Wire::Len(bytes)) => message(m, bytes, out, depth + 1)?,
-        _ => return Err(Unsupported),
-    }
-    Ok(())
-}
-
-/// Prints the default of `kind`, for a field without presence that is not on the wire.
-fn default(kind: &Kind, out: &mut Vec<u8>, depth: usize) -> Out {
-    match kind {
-        Kind::Double | Kind::Float => out.extend_from_slice(b"0.0"),
-        Kind::Int64 | Kind::Uint64 | Kind::Sint64 | Kind::Fixed64 | Kind::Sfixed64 => out.extend_from_slice(b"\"0\""),
-        Kind::Int32 | Kind::Uint32 | Kind::Sint32 | Kind::Fixed32 | Kind::Sfixed32 => out.push(b'0'),
-        Kind::Bool => out.extend_from_slice(b"false"),
-        Kind::String | Kind::Bytes => out.extend_from_slice(b"\"\""),
-        Kind::Enum(e) => {
-            let d = e.default_value();
-            value(kind, Wire::Varint(d.number() as i64 as u64), out, depth)?;
-        }
-        Kind::Message(m) => message(m, &[], out, depth + 1)?,
-    }
-    Ok(())
 }
 
 fn number(n: impl serde::Serialize, out: &mut Vec<u8>) {
@@ -387,40 +662,6 @@ fn base64(bytes: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// The well-known types printed in their own JSON form; `None` for other messages.
-fn well_known(desc: &MessageDescriptor, wire: &[u8], out: &mut Vec<u8>) -> Option<Out> {
-    use std::io::Write as _;
-    if crate::descriptor::is_scalar_wrapper(desc) {
-        // A wrapper prints as its one field's value.
-        let field = desc.get_field(1)?;
-        return Some(scan(desc, wire).and_then(|fields| field_value(&field, numbered(&fields, 1), out, 0)));
-    }
-    let printed = match desc.full_name() {
-        "google.protobuf.Timestamp" => prost_types::Timestamp::decode(wire).ok().filter(timestamp_in_range).map(|t| {
-            let _ = write!(out, "\"{t}\"");
-        }),
-        "google.protobuf.Duration" => prost_types::Duration::decode(wire).ok().filter(duration_in_range).map(|d| {
-            let _ = write!(out, "\"{d}\"");
-        }),
-        "google.protobuf.Empty" => {
-            out.extend_from_slice(b"{}");
-            Some(())
-        }
-        // Rare in responses, and each with a JSON form of its own: printed by the general path,
-        // one value at a time.
-        "google.protobuf.Any"
-        | "google.protobuf.Struct"
-        | "google.protobuf.Value"
-        | "google.protobuf.ListValue"
-        | "google.protobuf.FieldMask" => prost_reflect::DynamicMessage::decode(desc.clone(), wire).ok().and_then(|m| {
-            m.serialize_with_options(&mut serde_json::Serializer::new(&mut *out), &crate::json::PRINT).ok()
-        }),
-        _ => return None,
-    };
-    // Out of range for its JSON form: the general path says why.
-    Some(printed.ok_or(Unsupported))
-}
-
 /// 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z, as the JSON mapping allows.
 fn timestamp_in_range(t: &prost_types::Timestamp) -> bool {
     (-62_135_596_800..=253_402_300_799).contains(&t.seconds) && (0..1_000_000_000).contains(&t.nanos)
@@ -442,6 +683,10 @@ mod tests {
 
     fn pool() -> DescriptorPool {
         DescriptorPool::decode(switchyard_proto::FILE_DESCRIPTOR_SET).unwrap()
+    }
+
+    fn print(desc: &MessageDescriptor, wire: &[u8], json_field: Option<&str>) -> Out<Vec<u8>> {
+        Plan::new(desc).print(wire, json_field)
     }
 
     /// Prints `json` (a message of `name`) both ways and checks they agree.
@@ -506,6 +751,48 @@ mod tests {
         );
         same("types.v1.Event", json!({"createdAt": "0001-01-01T00:00:00Z", "duration": "0s"}));
         same("types.v1.Event", json!({}));
+    }
+
+    /// A pool of one file compiled here: shapes the shipped protos do not have.
+    fn compiled(proto: &str) -> DescriptorPool {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shapes.proto");
+        std::fs::write(&file, proto).unwrap();
+        let set = crate::sources::compile_protos(std::slice::from_ref(&file), &[dir.path().to_path_buf()]).unwrap();
+        DescriptorPool::decode(set.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn recursive_types_high_field_numbers_aliases_and_null_print_as_the_general_path_does() {
+        let pool = compiled(
+            "syntax = \"proto3\";\npackage shapes;\nimport \"google/protobuf/struct.proto\";\n\
+             enum Level { option allow_alias = true; LOW = 0; MIN = 0; HIGH = 2; TOP = 2; }\n\
+             message Node { string name = 1; repeated Node children = 2; Node parent = 3; Level level = 4;\n\
+               map<int32, Node> by_rank = 5; map<bool, string> flags = 6; google.protobuf.NullValue nothing = 7;\n\
+               optional int64 big = 1000; repeated sint32 packed = 300; }\n",
+        );
+        let desc = pool.get_message_by_name("shapes.Node").unwrap();
+        let cases = [
+            json!({}),
+            json!({"name": "root", "level": "HIGH", "big": "-5", "packed": [-1, 0, 7],
+                   "children": [{"name": "a", "children": [{"name": "a1", "level": 2}]}, {}],
+                   "parent": {"parent": {"name": "grand"}},
+                   "byRank": {"1": {"name": "one"}, "-3": {}}, "flags": {"true": "yes", "false": ""}}),
+        ];
+        for case in cases {
+            let msg = crate::json::from_value(&desc, case.clone()).unwrap();
+            let wire = prost::Message::encode_to_vec(&msg);
+            let general: Value = serde_json::from_slice(&crate::json::print_message(&msg).unwrap()).unwrap();
+            let direct: Value = serde_json::from_slice(&print(&desc, &wire, None).unwrap()).unwrap();
+            assert_eq!(direct, general, "{case}");
+        }
+        // Aliases print by their first name, an unknown number as a number; field 1000 is found
+        // beyond the indexed numbers, and an unknown field number beyond them is skipped.
+        let wire = [0x20, 0x02, 0xc0, 0x3e, 0x07, 0xa0, 0x1f, 0x01];
+        let out: Value = serde_json::from_slice(&print(&desc, &wire, None).unwrap()).unwrap();
+        assert_eq!((&out["level"], &out["big"], &out["nothing"]), (&json!("HIGH"), &json!("7"), &Value::Null));
+        let out: Value = serde_json::from_slice(&print(&desc, &[0x20, 0x05], None).unwrap()).unwrap();
+        assert_eq!(out["level"], json!(5));
     }
 
     #[test]
