@@ -103,7 +103,17 @@ impl<'a> RequestPath<'a> {
     /// Splits a raw (still percent-encoded) request path. `None` when it does not start with '/'.
     pub fn new(path: &'a str) -> Option<Self> {
         let rest = path.strip_prefix('/')?;
-        let segments: Vec<&str> = rest.split('/').collect();
+        // A byte loop rather than `split('/')`, whose searcher costs more than the short
+        // segments of a path.
+        let mut segments = Vec::with_capacity(8);
+        let mut start = 0;
+        for (i, b) in rest.bytes().enumerate() {
+            if b == b'/' {
+                segments.push(&rest[start..i]);
+                start = i + 1;
+            }
+        }
+        segments.push(&rest[start..]);
         let last = *segments.last()?;
         let (last_without_verb, verb) = match last.rfind(':') {
             Some(i) => (Some(&last[..i]), Some(&last[i + 1..])),

@@ -389,17 +389,19 @@ async fn retrying(
 /// that passes during the call is DEADLINE_EXCEEDED — also when the backend, enforcing the same
 /// deadline, got there first and answered CANCELLED.
 ///
-/// The call comes as a function that makes it, so its future is laid out once, inside the
-/// timeout, rather than once as an argument and again in the timeout.
+/// The call comes as a function that makes it, and its future goes into a box of its own as
+/// it is made: it is most of a request's future, which is otherwise copied whole each time it
+/// moves (into the timeout, into the layers' futures, into the task) — a tenth of the
+/// instructions per request went to those copies.
 async fn within<T, F>(timeout: Option<Duration>, started: Instant, call: impl FnOnce() -> F) -> Result<T, GatewayError>
 where
     F: Future<Output = Result<T, GatewayError>>,
 {
-    let Some(t) = timeout else { return call().await };
+    let Some(t) = timeout else { return Box::pin(call()).await };
     let Some(left) = t.checked_sub(started.elapsed()).filter(|left| !left.is_zero()) else {
         return Err(GatewayError::DeadlineExceeded(t));
     };
-    match tokio::time::timeout(left, call()).await {
+    match tokio::time::timeout(left, Box::pin(call())).await {
         Err(_) => Err(GatewayError::DeadlineExceeded(t)),
         Ok(Err(GatewayError::Grpc(s))) if s.code() == tonic::Code::Cancelled && started.elapsed() >= t => {
             Err(GatewayError::DeadlineExceeded(t))
