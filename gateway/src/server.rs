@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_common::tls::ServerTls;
 use tokio::net::TcpListener;
-use tower::ServiceExt as _;
 
 /// The reference services' descriptors, served when no API source is given.
 #[cfg(feature = "reference")]
@@ -180,13 +179,21 @@ where
 {
     let timeout =
         (!body_read_timeout.is_zero()).then(|| tower_http::timeout::RequestBodyTimeoutLayer::new(body_read_timeout));
+    // tower-http's request spans and events are at DEBUG: the layer is left out unless the log
+    // filter lets them through (it timed every request for nothing otherwise).
+    let trace = tracing::enabled!(target: "tower_http::trace::on_request", tracing::Level::DEBUG).then(|| {
+        tower::ServiceBuilder::new()
+            .map_response(IntoResponse::into_response)
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .into_inner()
+    });
     let service = tower::ServiceBuilder::new()
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .option_layer(trace)
+        .map_response(IntoResponse::into_response)
         .layer(compression())
         .option_layer(timeout)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
-        .service(inner)
-        .map_response(IntoResponse::into_response);
+        .service(inner);
     match cors(cors_origins) {
         Some(cors) => tower::util::BoxCloneSyncService::new(tower::Layer::layer(&cors, service)),
         None => tower::util::BoxCloneSyncService::new(service),
@@ -281,19 +288,40 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
-    use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
-    // The default already leaves out SSE, gRPC, images and tiny bodies.
-    let whole_responses_only = DefaultPredicate::new()
-        // Static strings: the predicate is cloned for every response, and shared ones would
-        // cost two atomic counts each time.
-        .and(NotForContentType::const_new("application/x-ndjson"))
-        .and(NotForContentType::const_new("application/octet-stream"))
-        // Answers relayed from elsewhere (the legacy API) go out as they came.
-        .and(|_: http::StatusCode, _: http::Version, _: &http::HeaderMap, ext: &http::Extensions| {
-            ext.get::<crate::dispatch::Verbatim>().is_none()
-        });
-    tower_http::compression::CompressionLayer::new().gzip(true).compress_when(whole_responses_only)
+fn compression() -> tower_http::compression::CompressionLayer<WholeResponses> {
+    tower_http::compression::CompressionLayer::new().gzip(true).compress_when(WholeResponses)
+}
+
+/// Which responses are compressed: whole ones of at least 32 bytes. tower-http's default
+/// predicate leaves out gRPC (not gRPC-Web), images (not SVG) and server-sent events; streams
+/// (NDJSON), raw bytes and answers relayed from elsewhere (the legacy API, which go out as they
+/// came) are left out too. One predicate rather than a chain of tower-http's: the chain looked
+/// the content type up once per link and was cloned for every response.
+#[derive(Debug, Clone, Copy)]
+pub struct WholeResponses;
+
+/// Content types never compressed, each but for a more specific one that is.
+const NOT_COMPRESSED: [(&str, Option<&str>); 5] = [
+    ("application/grpc", Some("application/grpc-web")),
+    ("image/", Some("image/svg+xml")),
+    ("text/event-stream", None),
+    ("application/x-ndjson", None),
+    ("application/octet-stream", None),
+];
+
+impl tower_http::compression::Predicate for WholeResponses {
+    fn should_compress<B: http_body::Body>(&self, response: &http::Response<B>) -> bool {
+        use tower_http::compression::predicate::SizeAbove;
+        if !SizeAbove::new(32).should_compress(response)
+            || response.extensions().get::<crate::dispatch::Verbatim>().is_some()
+        {
+            return false;
+        }
+        let cty = response.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        NOT_COMPRESSED
+            .iter()
+            .all(|(prefix, except)| except.is_some_and(|e| cty.starts_with(e)) || !cty.starts_with(prefix))
+    }
 }
 
 fn not_found(path: &str) -> Response {
@@ -393,5 +421,39 @@ async fn reload_on_signals(api: Arc<Api>, dispatcher: Option<Arc<dyn Dispatcher>
         {
             tracing::error!(error = %e, "migration plan reload refused; the previous plan keeps serving");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower_http::compression::Predicate as _;
+
+    fn response(content_type: &str, len: usize) -> http::Response<String> {
+        let mut r = http::Response::new("x".repeat(len));
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_str(content_type).unwrap());
+        r
+    }
+
+    #[test]
+    fn whole_responses_of_32_bytes_or_more_are_compressed_as_tower_http_would() {
+        for (cty, yes) in [
+            ("application/json", true),
+            ("text/plain; charset=utf-8", true),
+            ("application/grpc", false),
+            ("application/grpc+proto", false),
+            ("application/grpc-web+proto", true),
+            ("image/png", false),
+            ("image/svg+xml", true),
+            ("text/event-stream", false),
+            ("application/x-ndjson", false),
+            ("application/octet-stream", false),
+        ] {
+            assert_eq!(WholeResponses.should_compress(&response(cty, 64)), yes, "{cty}");
+        }
+        assert!(!WholeResponses.should_compress(&response("application/json", 31)));
+        let mut relayed = response("application/json", 64);
+        relayed.extensions_mut().insert(crate::dispatch::Verbatim);
+        assert!(!WholeResponses.should_compress(&relayed));
     }
 }
