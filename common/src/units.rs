@@ -11,9 +11,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
+        "us" | "µs" => n / 1_000_000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {text:?}: use ms, s, m or h")),
+        _ => return Err(format!("invalid duration unit in {text:?}: use us, ms, s, m or h")),
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
@@ -49,6 +50,7 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("50us").unwrap(), Duration::from_micros(50));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         for bad in ["", "s", "1d", "-1s", "x"] {
             assert!(parse_duration(bad).is_err(), "{bad}");

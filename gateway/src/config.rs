@@ -192,6 +192,12 @@ pub struct Config {
     /// hands requests to another thread served ~30% more requests than two.
     #[arg(long, env = "SWITCHYARD_GATEWAY_THREADS")]
     pub threads: Option<usize>,
+    /// How long a worker thread spins before it sleeps while at most one request is in progress
+    /// (see `gateway::idle`), e.g. `50us`: lower latency at low load where the gateway has a
+    /// core to itself, for CPU. Off by default: on 2 cores shared with the backend and the
+    /// clients it helped or hurt depending on where the scheduler put each process.
+    #[arg(long, env = "SWITCHYARD_IDLE_SPIN", default_value = "0", value_parser = parse_duration)]
+    pub idle_spin: Duration,
     /// Origins that browsers may call the API from (CORS), comma-separated or repeated; `*` for
     /// any. Default: none, so only same-origin pages can.
     #[arg(long = "cors-origin", env = "SWITCHYARD_CORS_ORIGINS", value_delimiter = ',')]
@@ -271,6 +277,11 @@ impl Config {
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = self.threads.unwrap_or(cores / 2).max(1);
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+        let spin = self.idle_spin;
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .on_thread_park(move || crate::idle::before_park(spin))
+            .enable_all()
+            .build()
     }
 }

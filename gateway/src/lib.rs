@@ -36,6 +36,7 @@ pub mod error;
 pub mod forwarded;
 pub mod grpc_http;
 pub mod hygiene;
+pub mod idle;
 pub mod json;
 pub mod metadata;
 pub mod observe;

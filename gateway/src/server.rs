@@ -115,6 +115,7 @@ impl App {
     /// Answers one request.
     pub async fn call(&self, req: Request) -> Response {
         use tower::ServiceExt;
+        let _active = crate::idle::Active::new();
         let side = if is_own_endpoint(req.uri().path()) { &self.own } else { &self.gateway };
         side.clone().oneshot(req).await.unwrap_or_else(|never| match never {})
     }
@@ -151,7 +152,7 @@ where
 
 /// Builds the application. Layers, outermost first:
 /// 1. CORS, when origins are configured: browsers on other origins, preflights answered here;
-/// 2. tracing: one span per request (debug level, so free unless asked for);
+/// 2. tracing: one span per request, at debug level (stacked only when that level is on);
 /// 3. compression: gzip for clients that accept it, on whole responses only (streams must reach
 ///    the client message by message, not when a compressor's buffer fills);
 /// 4. body read timeout: a request body that stops arriving fails instead of holding its call;
