@@ -11,11 +11,12 @@
 //! machine with. Events that arrive while it spins wait for the spin to end (tokio does not let
 //! a parking hook look at its I/O driver), so the spin stays short.
 //!
-//! Off unless asked for: on this project's 2-core machine, shared by the gateway, the backend
-//! and the load generator, 50µs of spinning took the median at concurrency 1 from ~210µs to
-//! ~165µs in some runs and to ~260µs in others (when the spinning worker shared a core with
-//! the backend), and doubled the gateway's CPU per request there. It pays where the gateway
-//! has a core of its own.
+//! The spin yields the core (`sched_yield`) rather than spinning in place, as Go's does, so a
+//! thread sharing the core is not held up by it. Still off unless asked for: on this project's
+//! 2-core machine, shared by the gateway, the backend and the load generator, 50µs of it took
+//! wrk's median at concurrency 1 from ~205µs to 155–180µs in most rounds and to ~225µs in
+//! others, and doubled the gateway's CPU per request there. It pays where the gateway has a
+//! core of its own.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -52,7 +53,9 @@ pub fn before_park(spin: Duration) {
     }
     let until = Instant::now() + spin;
     while Instant::now() < until {
-        std::hint::spin_loop();
+        // Yielding rather than spinning in place: a thread that shares this core (the backend,
+        // the client) runs at once instead of waiting for the spin to end.
+        std::thread::yield_now();
     }
 }
 
