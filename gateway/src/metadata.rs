@@ -14,12 +14,10 @@ pub const METADATA_PREFIX: &str = "grpc-metadata-";
 pub const REQUEST_ID: &str = "x-request-id";
 /// [`REQUEST_ID`] as a header name: lookups by name skip parsing a string on every request.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// The W3C trace context headers, forwarded as metadata of the same names.
-pub const TRACE_CONTEXT: &[&str] = &["traceparent", "tracestate"];
+pub const TRACE_CONTEXT: [HeaderName; 2] =
+    [HeaderName::from_static("traceparent"), HeaderName::from_static("tracestate")];
 
 /// Connection-specific headers: meaningful for one hop only, and forbidden in HTTP/2.
 fn hop_by_hop(name: &str) -> bool {
@@ -128,7 +126,7 @@ pub fn request_metadata(
         }
     }
     // W3C trace context goes on as it is (the gateway's own span, when it exports spans).
-    for name in [TRACEPARENT, TRACESTATE] {
+    for name in TRACE_CONTEXT {
         if let Some(v) = headers.get(&name).filter(|v| !hop(name.as_str()) && printable(v)) {
             fixed.insert(name, v.clone());
         }
@@ -142,7 +140,7 @@ pub fn request_metadata(
             || hop_by_hop(key)
             || hop(name.as_str())
             || key == REQUEST_ID
-            || TRACE_CONTEXT.contains(&key)
+            || TRACE_CONTEXT.iter().any(|n| n.as_str() == key)
             || (key == "authorization" && has_authorization)
         {
             continue;
@@ -213,7 +211,7 @@ pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
 /// The deadline of a call: the client's `Grpc-Timeout`, else `default`. A malformed header is
 /// the client's error.
 pub fn deadline(headers: &HeaderMap, default: Option<Duration>) -> Result<Option<Duration>, GatewayError> {
-    match headers.get(GRPC_TIMEOUT) {
+    match headers.get(crate::grpc_http::GRPC_TIMEOUT) {
         None => Ok(default),
         Some(v) => v
             .to_str()

@@ -493,10 +493,8 @@ impl Inner {
                 }
             }
         }
-        let mut response = response.await.map_err(|e| self.call_error(e))?;
-        // A trailers-only answer carries its status in the headers.
-        crate::grpc_http::drop_bad_details(response.headers_mut());
-        Ok(response.map(|body| CallBody { body, data_done: false, _guard: guard }))
+        let response = response.await.map_err(|e| self.call_error(e))?;
+        Ok(response.map(|body| CallBody { body, data_done: false, for_tonic: false, _guard: guard }))
     }
 
     /// The status of a call that failed in transport.
@@ -658,6 +656,8 @@ impl Drop for InFlight {
 pub struct CallBody {
     body: h2::RecvStream,
     data_done: bool,
+    /// Read by tonic's client, whose trailers need [`crate::grpc_http::drop_bad_details`].
+    for_tonic: bool,
     _guard: InFlight,
 }
 
@@ -681,7 +681,9 @@ impl http_body::Body for CallBody {
         }
         match std::task::ready!(self.body.poll_trailers(cx)) {
             Ok(Some(mut trailers)) => {
-                crate::grpc_http::drop_bad_details(&mut trailers);
+                if self.for_tonic {
+                    crate::grpc_http::drop_bad_details(&mut trailers);
+                }
                 Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
             }
             Ok(None) => Poll::Ready(None),
@@ -703,8 +705,18 @@ impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
+    /// The calls tonic's client makes (the streaming ones). Its `Status::from_header_map`
+    /// `expect`s valid base64 details, so a bad one is dropped from the headers (a trailers-only
+    /// answer) and the trailers before tonic reads them; unary calls read the status with
+    /// [`crate::grpc_http::status_of`], which drops them itself.
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         let (parts, body) = req.into_parts();
-        Box::pin(self.inner.clone().call(parts, Payload::Stream(body)))
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let mut response = inner.call(parts, Payload::Stream(body)).await?;
+            crate::grpc_http::drop_bad_details(response.headers_mut());
+            response.body_mut().for_tonic = true;
+            Ok(response)
+        })
     }
 }

@@ -74,7 +74,6 @@ struct FieldPlan {
     number: u32,
     /// `"jsonName":`
     key: Box<[u8]>,
-    json_name: Box<str>,
     ty: Ty,
     shape: Shape,
     presence: bool,
@@ -143,7 +142,8 @@ impl Plan {
             None => printer.message(0, wire, 0)?,
             Some(name) => {
                 let root = &self.messages[0];
-                let field = root.fields.iter().find(|f| &*f.json_name == name).ok_or(Unsupported)?;
+                let number = root.desc.get_field_by_json_name(name).ok_or(Unsupported)?.number();
+                let field = &root.fields[root.position(number).ok_or(Unsupported)?];
                 let fields = scan(root, wire)?;
                 printer.field_value(field, numbered(&fields, field.number), 0)?;
             }
@@ -207,7 +207,6 @@ impl Builder {
         FieldPlan {
             number: field.number(),
             key: key.into(),
-            json_name: field.json_name().into(),
             ty: self.ty(&kind),
             shape,
             presence: field.supports_presence(),
