@@ -92,6 +92,7 @@ pub async fn serve(
         })
     });
     tokio::pin!(shutdown);
+    crate::idle::watch(&listener);
     loop {
         let (tcp, addr) = tokio::select! {
             accepted = switchyard_common::net::accept(&listener) => accepted,
@@ -99,6 +100,7 @@ pub async fn serve(
         };
         // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
         let _ = tcp.set_nodelay(true);
+        crate::idle::watch(&tcp);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             if let Ok(permit) = refusing.clone().try_acquire_owned() {
                 let max = limits.max_connections;

@@ -4,19 +4,19 @@
 //! backend answers and again until the client's next request. On a virtual machine waking a
 //! sleeping CPU is slow (tens of microseconds: the idle vCPU halts and is woken by an
 //! interrupt through the hypervisor), and that, not the gateway's work, was most of the
-//! latency it added at concurrency 1. Go's scheduler spins for a while before it sleeps, which
-//! is where grpc-gateway got its lower latency there. Here a worker spins for `--idle-spin`
-//! before it parks, but only while at most one request is in progress: with more, a worker
-//! parks between bursts, and its spinning would take CPU from the backend it shares the
-//! machine with. Events that arrive while it spins wait for the spin to end (tokio does not let
-//! a parking hook look at its I/O driver), so the spin stays short.
+//! latency it added at concurrency 1. Go's scheduler spins, polling its network poller, before
+//! it sleeps, which is where grpc-gateway got its lower latency there. Here a worker spins for
+//! `--idle-spin` before it parks, but only while at most one request is in progress: with more,
+//! a worker parks between bursts, and its spinning would take CPU from the backend it shares
+//! the machine with.
 //!
-//! The spin yields the core (`sched_yield`) rather than spinning in place, as Go's does, so a
-//! thread sharing the core is not held up by it. Still off unless asked for: on this project's
-//! 2-core machine, shared by the gateway, the backend and the load generator, 50µs of it took
-//! wrk's median at concurrency 1 from ~205µs to 155–180µs in most rounds and to ~225µs in
-//! others, and doubled the gateway's CPU per request there. It pays where the gateway has a
-//! core of its own.
+//! tokio does not let a parking hook look at its I/O driver, so the spin watches the gateway's
+//! sockets through an epoll set of its own (every client, listener and backend socket is added
+//! to it as it is made; closing a socket takes it out) and stops as soon as one has something
+//! to read or a task was woken from another thread: the worker then parks and its driver hands
+//! the event over at once, without a sleep. A socket with input nobody is reading yet (a body
+//! held back by flow control) only makes the spin end early. The spin yields the core
+//! (`sched_yield`) each turn, as Go's does, so a thread sharing the core is not held up by it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -46,16 +46,83 @@ impl Drop for Active {
     }
 }
 
-/// The runtime's park hook: spins for `spin` while at most one request is in progress.
-pub fn before_park(spin: Duration) {
+/// Makes the runtime's park hook for a spin of `spin` (none when zero).
+pub fn park_hook(spin: Duration) -> impl Fn() + Send + Sync + 'static {
+    if !spin.is_zero() {
+        watched::start();
+    }
+    move || {
+        let woken = tokio::runtime::Handle::try_current().ok().map(|h| h.metrics());
+        before_park(spin, || watched::readable() || woken.as_ref().is_some_and(|m| m.global_queue_depth() > 0));
+    }
+}
+
+/// Adds a socket to the set a spinning worker watches (nothing when no runtime spins).
+pub fn watch<S: Socket>(socket: &S) {
+    watched::add(socket);
+}
+
+/// Spins for `spin` while at most one request is in progress, until there is `work`.
+fn before_park(spin: Duration, work: impl Fn() -> bool) {
     if spin.is_zero() || ACTIVE.load(Ordering::Relaxed) > 1 {
         return;
     }
     let until = Instant::now() + spin;
-    while Instant::now() < until {
-        // Yielding rather than spinning in place: a thread that shares this core (the backend,
-        // the client) runs at once instead of waiting for the spin to end.
+    while !work() && Instant::now() < until {
         std::thread::yield_now();
+    }
+}
+
+#[cfg(target_os = "linux")]
+pub use std::os::fd::AsRawFd as Socket;
+
+/// Where there is no epoll the spin cannot see events: it runs its full length.
+#[cfg(not(target_os = "linux"))]
+pub trait Socket {}
+#[cfg(not(target_os = "linux"))]
+impl<T> Socket for T {}
+
+#[cfg(target_os = "linux")]
+mod watched {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::OnceLock;
+
+    /// The epoll set of the gateway's sockets; made once, when a spinning runtime is built.
+    static SET: OnceLock<OwnedFd> = OnceLock::new();
+
+    pub fn start() {
+        SET.get_or_init(|| {
+            // SAFETY: epoll_create1 takes no pointers; a descriptor it returns is ours to own.
+            let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+            assert!(fd >= 0, "epoll_create1: {}", std::io::Error::last_os_error());
+            // SAFETY: `fd` was just opened and nothing else owns it.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        });
+    }
+
+    pub fn add(socket: &impl AsRawFd) {
+        let Some(set) = SET.get() else { return };
+        // Level-triggered: "has input now" is what the spin asks, however often it asks.
+        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
+        // SAFETY: both descriptors are open for the duration of the call and `event` outlives
+        // it. A failure (a socket already gone) leaves the spin blind to that socket only.
+        unsafe { libc::epoll_ctl(set.as_raw_fd(), libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut event) };
+    }
+
+    pub fn readable() -> bool {
+        let Some(set) = SET.get() else { return false };
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: room for the one event asked for; a timeout of zero never blocks.
+        unsafe { libc::epoll_wait(set.as_raw_fd(), &mut event, 1, 0) > 0 }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod watched {
+    pub fn start() {}
+    pub fn add<S>(_: &S) {}
+    pub fn readable() -> bool {
+        false
     }
 }
 
@@ -64,20 +131,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spins_only_while_one_request_at_most_is_in_progress() {
-        let timed = |spin: Duration| {
+    fn spins_only_while_one_request_at_most_is_in_progress_and_until_there_is_work() {
+        let timed = |spin: Duration, work: fn() -> bool| {
             let t = Instant::now();
-            before_park(spin);
+            before_park(spin, work);
             t.elapsed()
         };
         let short = Duration::from_millis(5);
-        let one = Active::new();
-        assert!(timed(short) >= short, "one request: spins");
-        // A spin far longer than the test may take shows it did not happen.
+        // A spin far longer than the test may take shows it did not happen, or ended early.
         let long = Duration::from_secs(60);
+        let one = Active::new();
+        assert!(timed(short, || false) >= short, "one request: spins");
+        assert!(timed(long, || true) < long, "work arrived: stops");
         let more: Vec<Active> = (0..3).map(|_| Active::new()).collect();
-        assert!(timed(long) < long, "a busy spell: parks at once");
+        assert!(timed(long, || false) < long, "a busy spell: parks at once");
         drop((one, more));
-        assert!(timed(Duration::ZERO) < long, "spinning off");
+        assert!(timed(Duration::ZERO, || false) < long, "spinning off");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_watched_socket_with_input_is_seen() {
+        use std::io::Write;
+        watched::start();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        watch(&server);
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let seen = (0..10_000).any(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            watched::readable()
+        });
+        assert!(seen, "input on a watched socket ends the spin");
     }
 }

@@ -365,6 +365,7 @@ impl Inner {
         };
         // Nagle's algorithm meets delayed ACKs on loopback: without NODELAY p99 sits near 40 ms.
         let _ = tcp.set_nodelay(true);
+        crate::idle::watch(&tcp);
         match (&self.tls_name, &self.options.tls) {
             (Some(name), Some(tls)) => {
                 let handshake = tls.connector().connect(name.clone(), tcp);
