@@ -20,7 +20,7 @@ use tonic::Code;
 /// The legacy API.
 #[derive(Clone)]
 pub struct Legacy {
-    client: Client<HttpConnector, Body>,
+    client: Client<Watched, Body>,
     /// `scheme://authority`, and a path prefix without its trailing slash.
     origin: String,
     /// The URL as configured, for messages.
@@ -37,6 +37,30 @@ pub struct Legacy {
 pub struct LegacyUrlError {
     url: String,
     reason: String,
+}
+
+/// Dials the legacy API and adds each socket to the set a spinning gateway worker watches
+/// (`gateway::idle`): without it, the worker would spin past the legacy API's answer.
+#[derive(Clone)]
+pub struct Watched(HttpConnector);
+
+impl tower::Service<Uri> for Watched {
+    type Response = <HttpConnector as tower::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower::Service<Uri>>::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let io = connecting.await?;
+            gateway::idle::watch(io.inner());
+            Ok(io)
+        })
+    }
 }
 
 /// Headers meaningful for one hop only (RFC 9110 §7.6.1), never forwarded either way.
@@ -90,7 +114,7 @@ impl Legacy {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let client = Client::builder(TokioExecutor::new()).build(Watched(connector));
         Ok(Legacy {
             client,
             origin: format!("http://{authority}{prefix}"),

@@ -159,6 +159,8 @@ async fn work(mut rx: mpsc::Receiver<Job>, mut log: Option<std::fs::File>, stats
         *req.headers_mut() = replay.headers;
         *req.extensions_mut() = replay.extensions;
         let started = Instant::now();
+        // A request in progress like the client's, for the gateway's idle spin (`gateway::idle`).
+        let _active = gateway::idle::Active::new();
         let resp = grpc.call(req).await;
         let grpc_status = resp.status();
         let grpc_body = match resp.into_body().collect().await {
