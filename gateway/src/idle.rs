@@ -54,10 +54,10 @@ impl Drop for Active {
 }
 
 /// Makes the runtime's park hook for a spin of `spin` (none when zero).
+/// Where the gateway's sockets cannot be watched (no epoll, or no descriptor left for the set)
+/// there is no spin: one that cannot see events would run its full length every time.
 pub fn park_hook(spin: Duration) -> impl Fn() + Send + Sync + 'static {
-    if !spin.is_zero() {
-        watched::start();
-    }
+    let spin = if !spin.is_zero() && watched::start() { spin } else { Duration::ZERO };
     move || {
         let woken = tokio::runtime::Handle::try_current().ok().map(|h| h.metrics());
         before_park(spin, || watched::readable() || woken.as_ref().is_some_and(|m| m.global_queue_depth() > 0));
@@ -89,7 +89,7 @@ fn before_park(spin: Duration, work: impl Fn() -> bool) {
 #[cfg(target_os = "linux")]
 pub use std::os::fd::AsRawFd as Socket;
 
-/// Where there is no epoll the spin cannot see events: it runs its full length.
+/// Anything, where sockets are not watched.
 #[cfg(not(target_os = "linux"))]
 pub trait Socket {}
 #[cfg(not(target_os = "linux"))]
@@ -103,14 +103,21 @@ mod watched {
     /// The epoll set of the gateway's sockets; made once, when a spinning runtime is built.
     static SET: OnceLock<OwnedFd> = OnceLock::new();
 
-    pub fn start() {
-        SET.get_or_init(|| {
-            // SAFETY: epoll_create1 takes no pointers; a descriptor it returns is ours to own.
-            let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-            assert!(fd >= 0, "epoll_create1: {}", std::io::Error::last_os_error());
-            // SAFETY: `fd` was just opened and nothing else owns it.
-            unsafe { OwnedFd::from_raw_fd(fd) }
-        });
+    /// Makes the set; false if it cannot be made.
+    pub fn start() -> bool {
+        if SET.get().is_some() {
+            return true;
+        }
+        // SAFETY: epoll_create1 takes no pointers; a descriptor it returns is ours to own.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "no epoll set for --idle-spin; not spinning");
+            return false;
+        }
+        // SAFETY: `fd` was just opened and nothing else owns it. A set made by a racing caller
+        // is dropped (closed) here.
+        let _ = SET.set(unsafe { OwnedFd::from_raw_fd(fd) });
+        true
     }
 
     pub fn add(socket: &impl AsRawFd) {
@@ -132,7 +139,9 @@ mod watched {
 
 #[cfg(not(target_os = "linux"))]
 mod watched {
-    pub fn start() {}
+    pub fn start() -> bool {
+        false
+    }
     pub fn add<S>(_: &S) {}
     pub fn readable() -> bool {
         false
@@ -169,7 +178,7 @@ mod tests {
     #[test]
     fn a_watched_socket_with_input_is_seen() {
         use std::io::Write;
-        watched::start();
+        assert!(watched::start());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
