@@ -3,5 +3,7 @@
 //!
 //! # Layout
 //! - [`serve`]: the default command — backend and gateway in one process.
+//! - [`allocator`]: the process's allocator (mimalloc).
 
+pub mod allocator;
 pub mod serve;

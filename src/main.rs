@@ -7,7 +7,7 @@ use std::process::ExitCode;
 /// request (headers, JSON, HTTP/2 frames), and glibc spent ~15% of its CPU there under load
 /// (`perf`, GetUser at concurrency 50); mimalloc's thread-local free lists make that a few percent.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: switchyard::allocator::Allocator = switchyard::allocator::Allocator;
 
 #[derive(Parser)]
 #[command(version, about = "Switchyard: a REST-to-gRPC migration kit", args_conflicts_with_subcommands = true)]
