@@ -196,8 +196,7 @@ pub struct Config {
     /// (see `gateway::idle`); `0` turns it off. The spin stops as soon as a socket has input, so
     /// it buys latency at low load (a median a third to a half lower at concurrency 1 on a 2-core
     /// VM) for CPU (up to twice the spin per request there); with more requests in progress it
-    /// never runs.
-    /// Turn it off where CPU is billed or capped by the microsecond.
+    /// never runs. Turn it off where CPU is billed or capped by the microsecond.
     #[arg(long, env = "SWITCHYARD_IDLE_SPIN", default_value = "200us", value_parser = parse_duration)]
     pub idle_spin: Duration,
     /// Origins that browsers may call the API from (CORS), comma-separated or repeated; `*` for

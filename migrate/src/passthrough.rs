@@ -42,7 +42,7 @@ pub struct LegacyUrlError {
 /// Dials the legacy API and adds each socket to the set a spinning gateway worker watches
 /// (`gateway::idle`): without it, the worker would spin past the legacy API's answer.
 #[derive(Clone)]
-pub struct Watched(HttpConnector);
+struct Watched(HttpConnector);
 
 impl tower::Service<Uri> for Watched {
     type Response = <HttpConnector as tower::Service<Uri>>::Response;
