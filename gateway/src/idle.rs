@@ -58,10 +58,9 @@ impl Drop for Active {
 /// there is no spin: one that cannot see events would run its full length every time.
 pub fn park_hook(spin: Duration) -> impl Fn() + Send + Sync + 'static {
     let spin = if !spin.is_zero() && watched::start() { spin } else { Duration::ZERO };
-    move || {
-        let woken = tokio::runtime::Handle::try_current().ok().map(|h| h.metrics());
-        before_park(spin, || watched::readable() || woken.as_ref().is_some_and(|m| m.global_queue_depth() > 0));
-    }
+    // The runtime is looked up inside the spin only: a worker parks often, and spins seldom.
+    let woken = || tokio::runtime::Handle::try_current().is_ok_and(|h| h.metrics().global_queue_depth() > 0);
+    move || before_park(spin, || watched::readable() || woken())
 }
 
 /// Adds a socket to the set a spinning worker watches (nothing when no runtime spins).
