@@ -1,6 +1,8 @@
 //! The embedded default store: one SQLite file in WAL mode, `synchronous=FULL` so that a write
 //! the client saw acknowledged survives a crash or power loss.
 
+mod memory;
+
 /// The store traits, from the queries both SQL stores share.
 mod queries {
     crate::store::sql_store::sql_store!(super::SqliteStore, sqlx::sqlite::SqliteRow);
@@ -22,6 +24,7 @@ impl SqliteStore {
     /// Opens (creating when missing) the database at `url` (`sqlite://PATH`) and applies the
     /// migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        memory::configure();
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
