@@ -225,7 +225,17 @@ pub fn response_body(
                 batches.next().await
             };
             let Some(batch) = next else { break };
-            let mut buf = BytesMut::new();
+            // Sized for the whole batch up front: grown as it filled, it was copied each time.
+            let framing = match format {
+                ResponseFormat::Ndjson => b"{\"result\":}\n".len(),
+                ResponseFormat::Sse => b"data: \n\n".len(),
+                ResponseFormat::Raw => 0,
+            };
+            let needed = batch.iter().map(|item| match item {
+                Ok(StreamItem::Message(m)) if format != ResponseFormat::Raw => m.len() + framing,
+                _ => 0,
+            });
+            let mut buf = BytesMut::with_capacity(needed.sum());
             let mut failed = None;
             for item in batch {
                 match item {
