@@ -47,6 +47,9 @@ pub struct Plan {
     last_len: AtomicUsize,
 }
 
+/// The largest buffer a print reserves from the last message's length alone.
+const MAX_LEN_HINT: usize = 64 * 1024;
+
 #[derive(Debug)]
 struct MessagePlan {
     desc: MessageDescriptor,
@@ -143,7 +146,9 @@ impl Plan {
         // A little over the last length, so a message slightly longer than the last one does
         // not grow the buffer either; a message far from it (the first, or another response
         // shape) grows it as before.
-        let hint = self.last_len.load(Ordering::Relaxed);
+        // The hint is capped: after one very large message, the next (perhaps small) one must
+        // not reserve as much.
+        let hint = self.last_len.load(Ordering::Relaxed).min(MAX_LEN_HINT);
         let mut out = Vec::with_capacity((wire.len() * 2 + 16).max(hint + hint / 8));
         let mut printer = Printer { plan: self, out: &mut out };
         match json_field {
