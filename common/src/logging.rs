@@ -131,7 +131,7 @@ fn timestamp(now: SystemTime, out: &mut Vec<u8>) {
     let secs = since.as_secs();
     let (cached, mut prefix) = SECOND.get();
     if cached != secs {
-        prefix = date_time(secs);
+        prefix = crate::rfc3339::date_time(secs as i64);
         SECOND.set((secs, prefix));
     }
     out.extend_from_slice(&prefix);
@@ -141,29 +141,6 @@ fn timestamp(now: SystemTime, out: &mut Vec<u8>) {
         *d = b'0' + (micros / 10u32.pow(i as u32) % 10) as u8;
     }
     out.extend_from_slice(&frac);
-}
-
-/// `YYYY-MM-DDTHH:MM:SS` for seconds since the epoch, in UTC.
-fn date_time(secs: u64) -> [u8; 19] {
-    let secs = secs as i64;
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut text = Vec::with_capacity(19);
-    let _ = write!(text, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rest / 3_600, rest % 3_600 / 60, rest % 60);
-    let mut out = [b'0'; 19];
-    // Years past 9999 would not fit; the subscriber's timer could not print them either.
-    let n = text.len().min(19);
-    out[..n].copy_from_slice(&text[..n]);
-    out
 }
 
 /// Writes out what is waiting. Call before the process exits.

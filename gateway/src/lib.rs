@@ -12,7 +12,6 @@
 //! - [`metadata`]: headers to gRPC metadata and back, `Grpc-Timeout`;
 //! - [`descriptor`]: what the runtime knows of the well-known types, in one place;
 //! - [`json`]: the one proto3 JSON mapping, both ways, for messages known from descriptors;
-//! - [`rfc3339`]: a Timestamp's JSON text without the formatting machinery;
 //! - [`call`]: gRPC calls with messages as wire bytes, every call kind;
 //! - [`status`]: gRPC code to HTTP status, and the google.rpc.Status body with details;
 //! - [`error`]: the one error type, turned into a response in one place;
@@ -43,7 +42,6 @@ pub mod metadata;
 pub mod observe;
 pub mod openapi;
 pub mod reflect;
-pub mod rfc3339;
 pub mod routes;
 pub mod rules;
 pub mod server;

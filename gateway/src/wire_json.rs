@@ -597,7 +597,7 @@ impl Printer<'_, '_> {
         let printed = match form {
             Form::Timestamp => prost_types::Timestamp::decode(wire).ok().filter(timestamp_in_range).map(|t| {
                 out.push(b'"');
-                crate::rfc3339::timestamp(t.seconds, t.nanos, out);
+                switchyard_common::rfc3339::timestamp(t.seconds, t.nanos, out);
                 out.push(b'"');
             }),
             Form::Duration => prost_types::Duration::decode(wire).ok().filter(duration_in_range).map(|d| {

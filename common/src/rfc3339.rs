@@ -1,5 +1,5 @@
-//! A `google.protobuf.Timestamp` as the RFC 3339 text of its JSON form, written straight into
-//! the output.
+//! Instants as RFC 3339 text in UTC, written straight into the output: a
+//! `google.protobuf.Timestamp` in its JSON form, and the log lines' time.
 //!
 //! prost's `Display` for `Timestamp` goes through `core::fmt` a dozen times per value (padding,
 //! each field its own `write!`); with two timestamps per order, that was a fifth of the
@@ -13,17 +13,10 @@
 pub fn timestamp(seconds: i64, nanos: i32, out: &mut Vec<u8>) {
     debug_assert!((-62_135_596_800..=253_402_300_799).contains(&seconds));
     debug_assert!((0..1_000_000_000).contains(&nanos));
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let of_day = seconds.rem_euclid(86_400) as u32;
     // Written into a buffer on the stack and appended at once: one capacity check, not one per
     // digit.
     let mut text = *b"0000-00-00T00:00:00.000000000Z";
-    digits(year as u32, &mut text[0..4]);
-    digits(month, &mut text[5..7]);
-    digits(day, &mut text[8..10]);
-    digits(of_day / 3600, &mut text[11..13]);
-    digits(of_day / 60 % 60, &mut text[14..16]);
-    digits(of_day % 60, &mut text[17..19]);
+    text[..19].copy_from_slice(&date_time(seconds));
     let nanos = nanos as u32;
     let fraction = match nanos {
         0 => 0,
@@ -39,6 +32,21 @@ pub fn timestamp(seconds: i64, nanos: i32, out: &mut Vec<u8>) {
     };
     text[end] = b'Z';
     out.extend_from_slice(&text[..=end]);
+}
+
+/// `YYYY-MM-DDThh:mm:ss` of `seconds` since the epoch, in UTC (years 1 to 9999; the digits of
+/// others are cut to four).
+pub fn date_time(seconds: i64) -> [u8; 19] {
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let of_day = seconds.rem_euclid(86_400) as u32;
+    let mut text = *b"0000-00-00T00:00:00";
+    digits(year as u32, &mut text[0..4]);
+    digits(month, &mut text[5..7]);
+    digits(day, &mut text[8..10]);
+    digits(of_day / 3600, &mut text[11..13]);
+    digits(of_day / 60 % 60, &mut text[14..16]);
+    digits(of_day % 60, &mut text[17..19]);
+    text
 }
 
 /// `n` in the decimal digits of `slot`, zero-padded (`n` has no more digits than that).
