@@ -4,6 +4,9 @@
 //! between the two lives in their migrations (column types, the case-insensitive email index) and
 //! in how each opens its pool.
 
+/// Rows read per query while streaming a user's orders.
+pub(crate) const ORDER_PAGE: u64 = 256;
+
 /// Implements `UserStore`, `OrderStore`, `UploadStore` and `ChatStore` for `$store` (a struct
 /// with a `pool` field) whose rows are `$row`. Invoke it in a module of its own.
 macro_rules! sql_store {
@@ -120,9 +123,6 @@ macro_rules! sql_store {
             }
         }
 
-        /// Rows read per query while streaming a user's orders.
-        const ORDER_PAGE: u64 = 256;
-
         macro_rules! order_columns {
             () => {
                 "id, user_id, items, total, status, created_at, updated_at"
@@ -200,7 +200,7 @@ macro_rules! sql_store {
                     let sql = concat!("SELECT seq, ", order_columns!(), " FROM orders WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
                     let mut after = 0i64;
                     while left > 0 {
-                        let page = left.min(ORDER_PAGE) as i64;
+                        let page = left.min($crate::store::sql_store::ORDER_PAGE) as i64;
                         let rows = sqlx::query(sql).bind(&user_id).bind(after).bind(page).fetch_all(&pool).await?;
                         let done = (rows.len() as i64) < page;
                         for row in &rows {
