@@ -49,13 +49,30 @@ pub fn date_time(seconds: i64) -> [u8; 19] {
     text
 }
 
-/// `n` in the decimal digits of `slot`, zero-padded (`n` has no more digits than that).
+/// `n` in the decimal digits of `slot`, zero-padded (`n` has no more digits than that); two
+/// digits per division.
 fn digits(mut n: u32, slot: &mut [u8]) {
-    for digit in slot.iter_mut().rev() {
-        *digit = b'0' + (n % 10) as u8;
-        n /= 10;
+    let mut end = slot.len();
+    while end >= 2 {
+        slot[end - 2..end].copy_from_slice(&PAIRS[(n % 100) as usize]);
+        n /= 100;
+        end -= 2;
+    }
+    if end == 1 {
+        slot[0] = b'0' + (n % 10) as u8;
     }
 }
+
+/// "00" to "99".
+const PAIRS: [[u8; 2]; 100] = {
+    let mut pairs = [[0; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        pairs[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    pairs
+};
 
 /// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01: Howard
 /// Hinnant's `civil_from_days`, over 400-year eras.

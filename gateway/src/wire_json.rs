@@ -364,8 +364,15 @@ fn numbered<'s, 'a>(fields: &'s [Occurrence<'a>], number: u32) -> &'s [Occurrenc
 }
 
 fn varint(wire: &mut &[u8]) -> Out<u64> {
-    // prost's decoder: a one-byte fast path (most keys and small values) and an unrolled loop.
-    prost::encoding::decode_varint(wire).map_err(|_| Unsupported)
+    // Most keys and small values take one byte: read here, without prost's `Buf` calls, which
+    // decode the longer ones.
+    match wire.split_first() {
+        Some((&byte, rest)) if byte < 0x80 => {
+            *wire = rest;
+            Ok(u64::from(byte))
+        }
+        _ => prost::encoding::decode_varint(wire).map_err(|_| Unsupported),
+    }
 }
 
 fn take<'a>(wire: &mut &'a [u8], n: usize) -> Out<&'a [u8]> {
@@ -375,6 +382,24 @@ fn take<'a>(wire: &mut &'a [u8], n: usize) -> Out<&'a [u8]> {
     let (head, rest) = wire.split_at(n);
     *wire = rest;
     Ok(head)
+}
+
+/// A string field's value from the wire, which must be UTF-8 (else the general path reports it).
+fn string_field(bytes: &[u8], out: &mut Vec<u8>) -> Out {
+    // One pass settles the usual case: printable ASCII without quotes or backslashes is valid
+    // UTF-8 and printed as it is, with no separate UTF-8 check (which cost as much as the
+    // printing for ids and names).
+    let plain_ascii =
+        !bytes.iter().fold(false, |odd, &b| odd | !(0x20..0x80).contains(&b) | (b == b'"') | (b == b'\\'));
+    if plain_ascii {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+    } else {
+        string(std::str::from_utf8(bytes).map_err(|_| Unsupported)?, out);
+    }
+    Ok(())
 }
 
 fn string(s: &str, out: &mut Vec<u8>) {
@@ -555,7 +580,7 @@ impl Printer<'_, '_> {
             (Ty::Sfixed32, Wire::Fixed32(v)) => number(v as i32, out),
             (Ty::Sfixed64, Wire::Fixed64(v)) => quoted(v as i64, out),
             (Ty::Bool, Wire::Varint(v)) => out.extend_from_slice(if v != 0 { b"true" } else { b"false" }),
-            (Ty::String, Wire::Len(bytes)) => string(std::str::from_utf8(bytes).map_err(|_| Unsupported)?, out),
+            (Ty::String, Wire::Len(bytes)) => string_field(bytes, out)?,
             (Ty::Bytes, Wire::Len(bytes)) => base64(bytes, out),
             (Ty::Null, Wire::Varint(_)) => out.extend_from_slice(b"null"),
             (Ty::Enum(e), Wire::Varint(v)) => {
@@ -595,9 +620,9 @@ impl Printer<'_, '_> {
         use std::io::Write as _;
         let out = &mut *self.out;
         let printed = match form {
-            Form::Timestamp => prost_types::Timestamp::decode(wire).ok().filter(timestamp_in_range).map(|t| {
+            Form::Timestamp => seconds_and_nanos(wire).filter(timestamp_in_range).map(|(seconds, nanos)| {
                 out.push(b'"');
-                switchyard_common::rfc3339::timestamp(t.seconds, t.nanos, out);
+                switchyard_common::rfc3339::timestamp(seconds, nanos, out);
                 out.push(b'"');
             }),
             Form::Duration => prost_types::Duration::decode(wire).ok().filter(duration_in_range).map(|d| {
@@ -672,9 +697,24 @@ fn base64(bytes: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// A Timestamp's `seconds` (field 1) and `nanos` (field 2) read straight from the wire, the last
+/// occurrence winning as when prost merges them; `None` when anything else is there (the general
+/// path decides). prost's generic decoding cost as much as printing the text.
+fn seconds_and_nanos(mut wire: &[u8]) -> Option<(i64, i32)> {
+    let (mut seconds, mut nanos) = (0, 0);
+    while !wire.is_empty() {
+        match varint(&mut wire).ok()? {
+            0x08 => seconds = varint(&mut wire).ok()? as i64,
+            0x10 => nanos = varint(&mut wire).ok()? as i32,
+            _ => return None,
+        }
+    }
+    Some((seconds, nanos))
+}
+
 /// 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z, as the JSON mapping allows.
-fn timestamp_in_range(t: &prost_types::Timestamp) -> bool {
-    (-62_135_596_800..=253_402_300_799).contains(&t.seconds) && (0..1_000_000_000).contains(&t.nanos)
+fn timestamp_in_range(&(seconds, nanos): &(i64, i32)) -> bool {
+    (-62_135_596_800..=253_402_300_799).contains(&seconds) && (0..1_000_000_000).contains(&nanos)
 }
 
 /// ±10,000 years, with seconds and nanos of one sign.
@@ -718,7 +758,14 @@ mod tests {
             let mut ours = Vec::new();
             string(s, &mut ours);
             assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{s:?}");
+            // And from the wire, through the ASCII shortcut or around it.
+            let mut from_wire = Vec::new();
+            string_field(s.as_bytes(), &mut from_wire).unwrap();
+            assert_eq!(from_wire, ours, "{s:?}");
         }
+        // Not UTF-8: left to the general path, which reports it.
+        assert!(string_field(b"ab\xff", &mut Vec::new()).is_err());
+        assert!(string_field(&[b'a', 0xc3], &mut Vec::new()).is_err());
     }
 
     #[test]
@@ -760,6 +807,8 @@ mod tests {
                    "count": 0, "status": {}}),
         );
         same("types.v1.Event", json!({"createdAt": "0001-01-01T00:00:00Z", "duration": "0s"}));
+        same("types.v1.Event", json!({"createdAt": "9999-12-31T23:59:59.999999999Z"}));
+        same("types.v1.Event", json!({"createdAt": "1969-12-31T23:59:59.000001Z"}));
         same("types.v1.Event", json!({}));
     }
 
