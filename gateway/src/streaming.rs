@@ -40,6 +40,16 @@ impl ResponseFormat {
             ResponseFormat::Raw => "application/octet-stream",
         }
     }
+
+    /// What goes before and after each message's JSON; `None` for raw bytes, which are sent
+    /// as they are.
+    fn framing(self) -> Option<(&'static [u8], &'static [u8])> {
+        match self {
+            ResponseFormat::Ndjson => Some((b"{\"result\":", b"}\n")),
+            ResponseFormat::Sse => Some((b"data: ", b"\n\n")),
+            ResponseFormat::Raw => None,
+        }
+    }
 }
 
 fn media_types(headers: &HeaderMap, name: header::HeaderName) -> Vec<String> {
@@ -225,32 +235,26 @@ pub fn response_body(
                 batches.next().await
             };
             let Some(batch) = next else { break };
+            let framing = format.framing();
             // Sized for the whole batch up front: grown as it filled, it was copied each time.
-            let framing = match format {
-                ResponseFormat::Ndjson => b"{\"result\":}\n".len(),
-                ResponseFormat::Sse => b"data: \n\n".len(),
-                ResponseFormat::Raw => 0,
-            };
-            let needed = batch.iter().map(|item| match item {
-                Ok(StreamItem::Message(m)) if format != ResponseFormat::Raw => m.len() + framing,
-                _ => 0,
+            let needed = framing.map_or(0, |(open, close)| {
+                let message = |item: &Result<StreamItem, tonic::Status>| match item {
+                    Ok(StreamItem::Message(m)) => open.len() + m.len() + close.len(),
+                    _ => 0,
+                };
+                batch.iter().map(message).sum()
             });
-            let mut buf = BytesMut::with_capacity(needed.sum());
+            let mut buf = BytesMut::with_capacity(needed);
             let mut failed = None;
             for item in batch {
                 match item {
-                    Ok(StreamItem::Message(m)) => match format {
-                        ResponseFormat::Ndjson => {
-                            buf.extend_from_slice(b"{\"result\":");
+                    Ok(StreamItem::Message(m)) => match framing {
+                        Some((open, close)) => {
+                            buf.extend_from_slice(open);
                             buf.extend_from_slice(&m);
-                            buf.extend_from_slice(b"}\n");
+                            buf.extend_from_slice(close);
                         }
-                        ResponseFormat::Sse => {
-                            buf.extend_from_slice(b"data: ");
-                            buf.extend_from_slice(&m);
-                            buf.extend_from_slice(b"\n\n");
-                        }
-                        ResponseFormat::Raw => {
+                        None => {
                             if !buf.is_empty() {
                                 yield Ok(Frame::data(buf.split().freeze()));
                             }

@@ -145,9 +145,8 @@ impl Plan {
     pub fn print(&self, wire: &[u8], json_field: Option<&str>) -> Out<Vec<u8>> {
         // A little over the last length, so a message slightly longer than the last one does
         // not grow the buffer either; a message far from it (the first, or another response
-        // shape) grows it as before.
-        // The hint is capped: after one very large message, the next (perhaps small) one must
-        // not reserve as much.
+        // shape) grows it as before. Capped, so that one very large message does not make the
+        // next (perhaps small) one reserve as much.
         let hint = self.last_len.load(Ordering::Relaxed).min(MAX_LEN_HINT);
         let mut out = Vec::with_capacity((wire.len() * 2 + 16).max(hint + hint / 8));
         let mut printer = Printer { plan: self, out: &mut out };
