@@ -180,6 +180,63 @@ async fn live_streams_outlast_the_idle_timeout() {
     assert_eq!(ws_next(&mut ws).await["message"], "awake");
 }
 
+/// Reads one HTTP/1.1 response with a Content-Length body; returns its status.
+async fn one_response(tcp: &mut TcpStream) -> u16 {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no content-length: {head}"));
+            if got.len() >= end + 4 + len {
+                return head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), tcp.read(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("the connection is open");
+        assert!(n > 0, "closed before answering; got {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A keep-alive connection lives as long as requests keep coming, however many idle timeouts
+/// that adds up to; once quiet it is closed by the idle timeout, and a request head that
+/// stops half-way is closed by the (shorter) header timeout, not left for the idle one.
+#[tokio::test]
+async fn keep_alive_connections_close_on_the_deadline_that_applies() {
+    let sys = System::start_gateway_with(|c| {
+        c.idle_timeout = Duration::from_millis(400);
+        c.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut tcp = TcpStream::connect(addr(&sys)).await.unwrap();
+    for _ in 0..8 {
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert_eq!(one_response(&mut tcp).await, 200);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(until_closed(&mut tcp).await.is_empty());
+
+    // Idle for a minute, headers for a quarter second: after a request, a half-sent head is
+    // closed long before the idle deadline (`until_closed` gives up after 30 s).
+    let sys = System::start_gateway_with(|c| {
+        c.idle_timeout = Duration::from_secs(60);
+        c.header_read_timeout = Duration::from_millis(250);
+    })
+    .await;
+    let mut tcp = TcpStream::connect(addr(&sys)).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_eq!(one_response(&mut tcp).await, 200);
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    assert!(until_closed(&mut tcp).await.is_empty());
+}
+
 /// Beyond `--max-connections` a connection gets 503 (code 14) with `Connection: close`; a body
 /// that stops arriving gets 408 once the body read timeout passes.
 #[tokio::test]

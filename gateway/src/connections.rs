@@ -111,13 +111,13 @@ pub async fn serve(
             }
             continue;
         };
-        let conn = Connection {
+        let conn = Arc::new(Connection {
             state: Arc::new(ConnState::new()),
             info: ClientInfo { addr, tls: tls.is_some() },
             app: app.clone(),
             limits: limits.clone(),
             limiter: limiter.clone(),
-        };
+        });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let hard_stop = hard_stop.clone();
@@ -126,7 +126,7 @@ pub async fn serve(
             let io = Watched::new(tcp, conn.state.clone(), conn.limits.clone());
             let served = async {
                 let Some(acceptor) = acceptor else {
-                    let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), conn.service());
+                    let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), conn.clone().service());
                     return watcher.watch(serving).await;
                 };
                 // The handshake is part of the request head: it gets the header read timeout
@@ -139,7 +139,7 @@ pub async fn serve(
                     }
                 };
                 conn.state.handshaken(tls.get_ref().1.alpn_protocol() == Some(b"h2"));
-                let serving = builder.serve_connection_with_upgrades(TokioIo::new(tls), conn.service());
+                let serving = builder.serve_connection_with_upgrades(TokioIo::new(tls), conn.clone().service());
                 watcher.watch(serving).await
             };
             tokio::select! {
@@ -326,13 +326,23 @@ impl AsyncRead for Watched {
                 let Some(deadline) = this.state.deadline(&this.limits) else {
                     return Poll::Pending;
                 };
-                this.sleep.as_mut().reset(deadline.into());
-                match this.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        tracing::debug!("closing a client connection: idle or slow headers");
-                        Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out")))
+                // The timer is moved only when the deadline comes sooner than it would fire; a
+                // later deadline (the next idle period of a keep-alive connection) is taken up
+                // when it fires. Moving it on every idle read moved it in tokio's timer wheel
+                // once per request.
+                if deadline < this.sleep.deadline().into_std() {
+                    this.sleep.as_mut().reset(deadline.into());
+                }
+                loop {
+                    match this.sleep.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(()) if Instant::now() < deadline => this.sleep.as_mut().reset(deadline.into()),
+                        Poll::Ready(()) => {
+                            tracing::debug!("closing a client connection: idle or slow headers");
+                            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out");
+                            return Poll::Ready(Err(e));
+                        }
                     }
-                    Poll::Pending => Poll::Pending,
                 }
             }
             other => other,
@@ -366,8 +376,7 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// One client connection's share of the application.
-#[derive(Clone)]
+/// One client connection's share of the application, shared by its requests.
 struct Connection {
     state: Arc<ConnState>,
     info: ClientInfo,
@@ -378,7 +387,7 @@ struct Connection {
 
 impl Connection {
     fn service(
-        self,
+        self: Arc<Self>,
     ) -> impl hyper::service::Service<
         hyper::Request<Incoming>,
         Response = Response<CountedBody>,
@@ -391,11 +400,11 @@ impl Connection {
         })
     }
 
-    async fn answer(self, mut req: hyper::Request<Incoming>) -> Response<CountedBody> {
+    async fn answer(self: Arc<Self>, mut req: hyper::Request<Incoming>) -> Response<CountedBody> {
         self.state.begin();
         let counted = Counted(self.state.clone());
         req.extensions_mut().insert(self.info);
-        let req = req.map(Body::new);
+        let req = req.map(boxed);
         let limited = self.limiter.as_ref().and_then(|l| {
             l.check_key(&self.info.addr.ip()).err().map(|not_until| {
                 not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()))
@@ -417,6 +426,16 @@ impl Connection {
         }
         resp.map(|body| CountedBody { body, _counted: counted })
     }
+}
+
+/// `body` as the application's body type. A request without a body (most GETs) gets the
+/// empty body, which boxes nothing; boxing hyper's empty body was an allocation per request.
+pub(crate) fn boxed<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    if body.is_end_stream() { Body::empty() } else { Body::new(body) }
 }
 
 /// Ends a request's count on its connection when its response body is done.

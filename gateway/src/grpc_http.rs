@@ -60,7 +60,7 @@ pub fn request_headers(
     }
     match timeout {
         Some(t) => {
-            h.insert(GRPC_TIMEOUT, timeout_value(t));
+            h.insert(GRPC_TIMEOUT, last_timeout_value(t));
         }
         None => {
             h.remove(GRPC_TIMEOUT);
@@ -77,6 +77,19 @@ fn encoding_name(c: CompressionEncoding) -> &'static str {
     }
 }
 
+/// [`timeout_value`], kept per thread for the last timeout asked: nearly every call has the
+/// gateway's default deadline, and a kept value is shared where a new one is formatted and
+/// allocated.
+fn last_timeout_value(t: Duration) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Duration, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((kept, value)) if *kept == t => value.clone(),
+        _ => last.insert((t, timeout_value(t))).1.clone(),
+    })
+}
+
 /// A `grpc-timeout` value: the finest unit whose count fits the 8 digits the spec allows.
 pub fn timeout_value(t: Duration) -> HeaderValue {
     const MAX: u128 = 99_999_999;
@@ -90,7 +103,8 @@ pub fn timeout_value(t: Duration) -> HeaderValue {
     let n = digits.format(n).as_bytes();
     text[..n.len()].copy_from_slice(n);
     text[n.len()] = unit as u8;
-    HeaderValue::from_bytes(&text[..=n.len()]).expect("digits and a letter are a valid header")
+    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&text[..=n.len()]))
+        .expect("digits and a letter are a valid header")
 }
 
 /// One message, length-prefixed (compressed with `compression`, if any).

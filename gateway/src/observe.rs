@@ -91,6 +91,11 @@ impl Seen {
         Seen { started: Instant::now(), method: req.method().clone(), bytes_in, span: None }
     }
 
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Starts the gateway's span for the request (when spans are exported) and puts its trace
     /// context in the request's `traceparent`, which goes on to the backend as metadata.
     pub fn trace<B>(&mut self, req: &mut http::Request<B>, route: Option<&Route>) {

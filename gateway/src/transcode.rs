@@ -54,12 +54,12 @@ pub struct Options {
     pub access_log: bool,
 }
 
-/// When a request arrived.
-#[derive(Debug, Clone, Copy)]
-struct Arrived(Instant);
-
-fn arrival(parts: &Parts) -> Instant {
-    parts.extensions.get::<Arrived>().map_or_else(Instant::now, |a| a.0)
+/// What the call paths need to know of the request beyond its parts: the id it goes by, and
+/// when it arrived (deadlines count from then).
+#[derive(Clone, Copy)]
+struct RequestInfo<'a> {
+    id: &'a HeaderValue,
+    arrived: Instant,
 }
 
 /// Prints one response message of `output` as JSON (or only its field `json_field`), as the
@@ -114,7 +114,7 @@ impl Gateway {
         };
         let mut resp = match given {
             Ok(answer) => answer.await,
-            Err(req) => self.answer(&table, req, found).await,
+            Err(req) => self.answer(&table, req, found, seen.started()).await,
         };
         seen.done(route.as_deref(), &mut resp, self.options.access_log);
         resp
@@ -124,20 +124,22 @@ impl Gateway {
     pub(crate) async fn handle_grpc(self: Arc<Self>, req: Request<Body>) -> Response {
         let table = self.api.table();
         let found = table.routes.find(req.method(), req.uri().path());
-        self.answer(&table, req, found).await
+        self.answer(&table, req, found, Instant::now()).await
     }
 
     /// Transcodes a request whose route was looked up; any error becomes its Status response.
+    /// Deadlines count from `arrived`, when the request came in, not from when the backend is
+    /// called.
     async fn answer(
         &self,
         table: &Table,
-        mut req: Request<Body>,
+        req: Request<Body>,
         found: Result<(Arc<Route>, Captures), GatewayError>,
+        arrived: Instant,
     ) -> Response {
         let rid = request_id(req.headers());
-        // Deadlines count from the request's arrival, not from when the backend is called.
-        req.extensions_mut().insert(Arrived(Instant::now()));
-        let mut resp = match self.transcode(table, req, found, &rid).await {
+        let info = RequestInfo { id: &rid, arrived };
+        let mut resp = match self.transcode(table, req, found, info).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!(error = %e, request_id = ?rid, "request failed");
@@ -153,7 +155,7 @@ impl Gateway {
         table: &Table,
         req: Request<Body>,
         found: Result<(Arc<Route>, Captures), GatewayError>,
-        rid: &HeaderValue,
+        info: RequestInfo<'_>,
     ) -> Result<Response, GatewayError> {
         let (parts, body) = req.into_parts();
         let (binding, captures) = found?;
@@ -164,21 +166,21 @@ impl Gateway {
                     _ => read_json_body(&parts.headers, body, self.options.max_body_size).await?,
                 };
                 let request = self.encode(&binding, build_request(&binding, captures, parts.uri.query(), body)?)?;
-                self.unary(&binding, &parts, rid, request).await
+                self.unary(&binding, &parts, info, request).await
             }
             // Streams are boxed: this future is laid out for its largest branch, and unary calls,
             // the common case, should not carry (and copy) a stream's state.
             CallKind::ServerStreaming => {
                 let request = self.encode(&binding, build_request(&binding, captures, parts.uri.query(), None)?)?;
-                Box::pin(self.server_stream(&binding, &parts, rid, request, &table.pool)).await
+                Box::pin(self.server_stream(&binding, &parts, info, request, &table.pool)).await
             }
             CallKind::ClientStreaming => {
                 let fixed = url_values(&binding, captures, parts.uri.query())?;
-                Box::pin(self.client_stream(&binding, &parts, rid, body, fixed)).await
+                Box::pin(self.client_stream(&binding, &parts, info, body, fixed)).await
             }
             CallKind::Bidi => {
                 let fixed = url_values(&binding, captures, parts.uri.query())?;
-                Box::pin(self.bidi(binding, parts, rid, fixed, &table.pool)).await
+                Box::pin(self.bidi(binding, parts, info, fixed, &table.pool)).await
             }
         }
     }
@@ -210,15 +212,15 @@ impl Gateway {
         &self,
         binding: &Route,
         parts: &Parts,
-        rid: &HeaderValue,
+        info: RequestInfo<'_>,
         request: Bytes,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, self.options.unary_timeout)?;
-        let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
+        let meta = CallMeta { metadata: self.metadata(parts, info.id)?, timeout };
         // A retry builds its metadata again rather than every call cloning it up front.
-        let again = || CallMeta { metadata: self.metadata(parts, rid).unwrap_or_default(), timeout };
+        let again = || CallMeta { metadata: self.metadata(parts, info.id).unwrap_or_default(), timeout };
         let call = move || async move { retrying(binding, meta, again, request).await.map_err(GatewayError::Grpc) };
-        let reply = within(timeout, arrival(parts), call).await?;
+        let reply = within(timeout, info.arrived, call).await?;
         self.reply(binding, reply)
     }
 
@@ -227,14 +229,14 @@ impl Gateway {
         &self,
         binding: &Route,
         parts: &Parts,
-        rid: &HeaderValue,
+        info: RequestInfo<'_>,
         request: Bytes,
         pool: &DescriptorPool,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, None)?;
-        let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
+        let meta = CallMeta { metadata: self.metadata(parts, info.id)?, timeout };
         let format = response_format(&parts.headers, binding.raw.is_some());
-        let started = arrival(parts);
+        let started = info.arrived;
         let path = binding.grpc_path.clone();
         let upstream = binding.upstream.pick();
         // The headers come back before the first message; a call that fails before that gets
@@ -282,12 +284,12 @@ impl Gateway {
         &self,
         binding: &Route,
         parts: &Parts,
-        rid: &HeaderValue,
+        info: RequestInfo<'_>,
         body: Body,
         fixed: serde_json::Value,
     ) -> Result<Response, GatewayError> {
         let timeout = deadline(&parts.headers, None)?;
-        let meta = CallMeta { metadata: self.metadata(parts, rid)?, timeout };
+        let meta = CallMeta { metadata: self.metadata(parts, info.id)?, timeout };
         let input = binding.method.input();
         let messages: BoxStream<'static, Result<EncodedMessage, GatewayError>> =
             match request_format(&parts.headers, binding.raw.is_some())? {
@@ -305,7 +307,7 @@ impl Gateway {
             };
         let (requests, mut bad_input) = guard_input(messages);
         let call = crate::call::client_streaming(binding.upstream.pick(), binding.grpc_path.clone(), meta, requests);
-        let reply = within(timeout, arrival(parts), move || async move {
+        let reply = within(timeout, info.arrived, move || async move {
             tokio::select! {
                 r = call => r.map_err(GatewayError::Grpc),
                 // A bad message: dropping the call cancels it, so the backend keeps nothing.
@@ -321,7 +323,7 @@ impl Gateway {
         &self,
         binding: Arc<Route>,
         mut parts: Parts,
-        rid: &HeaderValue,
+        info: RequestInfo<'_>,
         fixed: serde_json::Value,
         pool: &DescriptorPool,
     ) -> Result<Response, GatewayError> {
@@ -332,7 +334,7 @@ impl Gateway {
             ))
         })?;
         let ctx = StreamContext::new(binding.method.input(), binding.body.clone(), fixed)?;
-        let meta = CallMeta { metadata: self.metadata(&parts, rid)?, timeout: None };
+        let meta = CallMeta { metadata: self.metadata(&parts, info.id)?, timeout: None };
         let call = crate::websocket::Call {
             upstream: binding.upstream.pick().clone(),
             path: binding.grpc_path.clone(),
