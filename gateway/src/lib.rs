@@ -42,6 +42,7 @@ pub mod metadata;
 pub mod observe;
 pub mod openapi;
 pub mod reflect;
+pub mod route_index;
 pub mod routes;
 pub mod rules;
 pub mod server;

@@ -2,6 +2,7 @@
 //! (404, or 405 with the methods that would).
 
 use crate::error::GatewayError;
+use crate::route_index::RouteIndex;
 use crate::rules::Binding;
 use crate::template::{Captures, RequestPath};
 use crate::upstreams::UpstreamSet;
@@ -36,6 +37,7 @@ impl std::ops::Deref for Route {
 #[derive(Default)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
+    index: RouteIndex,
 }
 
 impl RouteTable {
@@ -44,7 +46,8 @@ impl RouteTable {
     pub fn new(routes: impl IntoIterator<Item = Route>) -> Self {
         let mut routes: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.template.specificity()));
-        RouteTable { routes }
+        let index = RouteIndex::new(routes.iter().map(|r| (&r.http_method, &r.template)));
+        RouteTable { routes, index }
     }
 
     /// Every route.
@@ -64,26 +67,25 @@ impl RouteTable {
     pub fn find(&self, method: &Method, path: &str) -> Result<(Arc<Route>, Captures), GatewayError> {
         let no_route = || GatewayError::NoRoute { method: method.clone(), path: path.to_owned() };
         let request = RequestPath::new(path).ok_or_else(no_route)?;
-        let mut fallback = None;
         let mut bad_path = None;
-        for route in &self.routes {
-            let same = route.http_method == *method;
-            let head_as_get = *method == Method::HEAD && route.http_method == Method::GET;
-            if !(same || head_as_get) {
-                continue;
-            }
-            match route.template.matches(&request) {
-                Ok(Some(captures)) if same => return Ok((route.clone(), captures)),
-                Ok(Some(captures)) => {
-                    fallback.get_or_insert((route.clone(), captures));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    bad_path.get_or_insert(e);
+        let mut first_match = |method: &Method| {
+            for i in self.index.candidates(method, &request) {
+                match self.routes[i].template.matches(&request) {
+                    Ok(Some(captures)) => return Some((self.routes[i].clone(), captures)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        bad_path.get_or_insert(e);
+                    }
                 }
             }
+            None
+        };
+        if let Some(found) = first_match(method) {
+            return Ok(found);
         }
-        if let Some(found) = fallback {
+        if *method == Method::HEAD
+            && let Some(found) = first_match(&Method::GET)
+        {
             return Ok(found);
         }
         if let Some(e) = bad_path {
@@ -142,5 +144,55 @@ mod tests {
         assert!(matches!(t.find(&Method::GET, "/nope"), Err(GatewayError::NoRoute { .. })));
         assert!(matches!(t.find(&Method::GET, "nope"), Err(GatewayError::NoRoute { .. })));
         assert!(matches!(t.find(&Method::GET, "/api/v1/users/%ZZ"), Err(GatewayError::BadRequest(_))));
+    }
+
+    /// Every route tried in order, as the table did before it had an index.
+    fn scan(t: &RouteTable, method: &Method, path: &str) -> Option<(String, Captures)> {
+        let request = RequestPath::new(path)?;
+        let mut fallback = None;
+        for route in &t.routes {
+            let same = route.http_method == *method;
+            if !(same || (*method == Method::HEAD && route.http_method == Method::GET)) {
+                continue;
+            }
+            if let Ok(Some(c)) = route.template.matches(&request) {
+                if same {
+                    return Some((route.full_method().to_owned(), c));
+                }
+                fallback.get_or_insert((route.full_method().to_owned(), c));
+            }
+        }
+        fallback
+    }
+
+    #[test]
+    fn the_index_finds_what_trying_every_route_finds() {
+        let t = table();
+        let mut paths = vec!["/".to_owned(), "/api".to_owned(), "/api/v1/%75sers/x".to_owned()];
+        for route in &t.routes {
+            for fill in ["x", "%78", "a:b"] {
+                let mut path = String::new();
+                for s in &route.template.segments {
+                    path.push('/');
+                    path.push_str(match s {
+                        crate::template::Segment::Literal(l) => l,
+                        crate::template::Segment::Any => fill,
+                        crate::template::Segment::Rest => "a/b",
+                    });
+                }
+                if let Some(verb) = &route.template.verb {
+                    paths.push(format!("{path}:{verb}"));
+                }
+                paths.push(format!("{path}/more"));
+                paths.push(path);
+            }
+        }
+        let methods = [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+        for path in &paths {
+            for method in &methods {
+                let found = t.find(method, path).ok().map(|(r, c)| (r.full_method().to_owned(), c));
+                assert_eq!(found, scan(&t, method, path), "{method} {path}");
+            }
+        }
     }
 }

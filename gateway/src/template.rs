@@ -103,15 +103,13 @@ impl<'a> RequestPath<'a> {
     /// Splits a raw (still percent-encoded) request path. `None` when it does not start with '/'.
     pub fn new(path: &'a str) -> Option<Self> {
         let rest = path.strip_prefix('/')?;
-        // A byte loop rather than `split('/')`, whose searcher costs more than the short
-        // segments of a path.
+        // memchr finds the slashes many bytes at a time, where `split('/')`'s searcher cost more
+        // than the short segments of a path.
         let mut segments = Vec::with_capacity(8);
         let mut start = 0;
-        for (i, b) in rest.bytes().enumerate() {
-            if b == b'/' {
-                segments.push(&rest[start..i]);
-                start = i + 1;
-            }
+        for i in memchr::memchr_iter(b'/', rest.as_bytes()) {
+            segments.push(&rest[start..i]);
+            start = i + 1;
         }
         segments.push(&rest[start..]);
         let last = *segments.last()?;
@@ -120,6 +118,21 @@ impl<'a> RequestPath<'a> {
             None => (None, None),
         };
         Some(RequestPath { segments, verb, last_without_verb })
+    }
+
+    /// The number of segments.
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Never: a path has at least one (possibly empty) segment.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Segment `i`, raw (still percent-encoded, the verb left on the last).
+    pub fn segment(&self, i: usize) -> &str {
+        self.segments[i]
     }
 }
 
