@@ -55,14 +55,22 @@ pub fn info_line(target: &str, fields: impl FnOnce(&mut Fields)) -> bool {
     if !DIRECT.load(Ordering::Relaxed) {
         return false;
     }
-    let mut line = Fields(Vec::with_capacity(256));
+    // Written straight into the batch, under its lock: a line of its own was an allocation
+    // and a copy per request.
+    let mut pending = pending();
+    let mut line = Fields(std::mem::take(&mut *pending));
     timestamp(SystemTime::now(), &mut line.0);
     line.0.extend_from_slice(b"  INFO ");
     line.0.extend_from_slice(target.as_bytes());
     line.0.push(b':');
     fields(&mut line);
     line.0.push(b'\n');
-    let _ = Line::Batch.write(&line.0);
+    if line.0.len() >= BATCH {
+        drop(pending);
+        write_out(&line.0);
+    } else {
+        *pending = line.0;
+    }
     true
 }
 

@@ -92,7 +92,8 @@ pub enum PathError {
 /// A split request path, ready to be matched against many templates.
 #[derive(Debug, Clone)]
 pub struct RequestPath<'a> {
-    segments: Vec<&'a str>,
+    /// Inline up to eight: paths seldom have more, and this was an allocation per request.
+    segments: smallvec::SmallVec<[&'a str; 8]>,
     /// The text after the last ':' of the last segment, if it has one.
     verb: Option<&'a str>,
     /// The last segment without its verb.
@@ -105,7 +106,7 @@ impl<'a> RequestPath<'a> {
         let rest = path.strip_prefix('/')?;
         // memchr finds the slashes many bytes at a time, where `split('/')`'s searcher cost more
         // than the short segments of a path.
-        let mut segments = Vec::with_capacity(8);
+        let mut segments = smallvec::SmallVec::<[&str; 8]>::new();
         let mut start = 0;
         for i in memchr::memchr_iter(b'/', rest.as_bytes()) {
             segments.push(&rest[start..i]);
