@@ -11,6 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
+/// A gateway configuration with these header-read and idle timeouts.
+fn timeouts(header_read: Duration, idle: Duration) -> impl FnOnce(&mut gateway::Config) {
+    move |c| {
+        c.header_read_timeout = header_read;
+        c.idle_timeout = idle;
+    }
+}
+
 fn addr(sys: &System) -> String {
     sys.base.trim_start_matches("http://").to_owned()
 }
@@ -42,11 +50,7 @@ fn parse_response(raw: &[u8]) -> (u16, Value) {
 /// answer gets its own 4xx with a Status body, and the shared backend connections survive.
 #[tokio::test]
 async fn hostile_clients_do_not_hurt_bystanders() {
-    let sys = System::start_gateway_with(|c| {
-        c.header_read_timeout = Duration::from_secs(1);
-        c.idle_timeout = Duration::from_secs(2);
-    })
-    .await;
+    let sys = System::start_gateway_with(timeouts(Duration::from_secs(1), Duration::from_secs(2))).await;
     let user = new_user(&sys, "bystander@example.com").await;
     let order_id = new_order(&sys, &user, 1).await["orderId"].as_str().unwrap().to_owned();
 
@@ -153,11 +157,7 @@ async fn hostile_clients_do_not_hurt_bystanders() {
 /// header timeouts and still deliver.
 #[tokio::test]
 async fn live_streams_outlast_the_idle_timeout() {
-    let sys = System::start_gateway_with(|c| {
-        c.header_read_timeout = Duration::from_millis(500);
-        c.idle_timeout = Duration::from_millis(500);
-    })
-    .await;
+    let sys = System::start_gateway_with(timeouts(Duration::from_millis(500), Duration::from_millis(500))).await;
     let user = new_user(&sys, "patient@example.com").await;
     let order_id = new_order(&sys, &user, 1).await["orderId"].as_str().unwrap().to_owned();
     let watch = http()
@@ -210,11 +210,7 @@ async fn one_response(tcp: &mut TcpStream) -> u16 {
 /// stops half-way is closed by the (shorter) header timeout, not left for the idle one.
 #[tokio::test]
 async fn keep_alive_connections_close_on_the_deadline_that_applies() {
-    let sys = System::start_gateway_with(|c| {
-        c.idle_timeout = Duration::from_millis(400);
-        c.header_read_timeout = Duration::from_secs(60);
-    })
-    .await;
+    let sys = System::start_gateway_with(timeouts(Duration::from_secs(60), Duration::from_millis(400))).await;
     let mut tcp = TcpStream::connect(addr(&sys)).await.unwrap();
     for _ in 0..8 {
         tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
@@ -225,11 +221,7 @@ async fn keep_alive_connections_close_on_the_deadline_that_applies() {
 
     // Idle for a minute, headers for a quarter second: after a request, a half-sent head is
     // closed long before the idle deadline (`until_closed` gives up after 30 s).
-    let sys = System::start_gateway_with(|c| {
-        c.idle_timeout = Duration::from_secs(60);
-        c.header_read_timeout = Duration::from_millis(250);
-    })
-    .await;
+    let sys = System::start_gateway_with(timeouts(Duration::from_millis(250), Duration::from_secs(60))).await;
     let mut tcp = TcpStream::connect(addr(&sys)).await.unwrap();
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     assert_eq!(one_response(&mut tcp).await, 200);

@@ -58,30 +58,26 @@ pub fn info_line(target: &str, fields: impl FnOnce(&mut Fields)) -> bool {
     // Written straight into the batch, under its lock: a line of its own was an allocation
     // and a copy per request.
     let mut pending = pending();
-    let mut line = Fields(std::mem::take(&mut *pending));
-    timestamp(SystemTime::now(), &mut line.0);
+    let mut line = Fields(&mut pending);
+    timestamp(SystemTime::now(), line.0);
     line.0.extend_from_slice(b"  INFO ");
     line.0.extend_from_slice(target.as_bytes());
     line.0.push(b':');
     fields(&mut line);
     line.0.push(b'\n');
-    if line.0.len() >= BATCH {
-        drop(pending);
-        write_out(&line.0);
-    } else {
-        *pending = line.0;
-    }
+    spill_if_full(pending);
     true
 }
 
 /// The fields of an [`info_line`], each written as the subscriber writes it.
-pub struct Fields(Vec<u8>);
+pub struct Fields<'b>(&'b mut Vec<u8>);
 
-impl Fields {
+impl Fields<'_> {
     /// A string field: quoted and escaped (Rust's `Debug`).
     pub fn str(&mut self, name: &str, value: &str) -> &mut Self {
         self.name(name);
-        // Without an early exit the check runs many bytes at a time (these are short strings).
+        // Folded without an early exit, which the compiler turns into a tighter loop: half the
+        // instructions of `all` on a request id (callgrind).
         let plain = value.bytes().fold(true, |ok, b| ok & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\'));
         if plain {
             self.0.push(b'"');
@@ -163,6 +159,15 @@ fn pending() -> MutexGuard<'static, Vec<u8>> {
     PENDING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Writes the batch out once it holds [`BATCH`] bytes, after letting go of the lock.
+fn spill_if_full(mut pending: MutexGuard<'static, Vec<u8>>) {
+    if pending.len() >= BATCH {
+        let batch = std::mem::take(&mut *pending);
+        drop(pending);
+        write_out(&batch);
+    }
+}
+
 fn write_out(bytes: &[u8]) {
     if !bytes.is_empty() {
         let mut out = std::io::stdout().lock();
@@ -186,11 +191,7 @@ impl Write for Line {
         match self {
             Line::Batch => {
                 p.extend_from_slice(buf);
-                if p.len() >= BATCH {
-                    let batch = std::mem::take(&mut *p);
-                    drop(p);
-                    write_out(&batch);
-                }
+                spill_if_full(p);
             }
             Line::Now => {
                 // Under the lock, so that no batched line overtakes this one.
@@ -250,7 +251,8 @@ mod tests {
                 code = -1i32, latency_ms = 0.5f64, request_id = "a \"b\" ✓", bytes_in = 0u64);
         });
         let theirs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let mut line = Fields(Vec::new());
+        let mut text = Vec::new();
+        let mut line = Fields(&mut text);
         line.plain("method", method)
             .str("route", "GET /a/{id}")
             .int("status", 200u16)
@@ -258,7 +260,7 @@ mod tests {
             .thousandths("latency_ms", 500)
             .str("request_id", "a \"b\" ✓")
             .int("bytes_in", 0u64);
-        let ours = format!("  INFO switchyard::access:{}\n", String::from_utf8(line.0).unwrap());
+        let ours = format!("  INFO switchyard::access:{}\n", String::from_utf8(text).unwrap());
         // The same after the timestamp, which is 27 characters in both.
         assert_eq!(&theirs[27..], ours, "{theirs}");
     }
@@ -266,9 +268,9 @@ mod tests {
     #[test]
     fn thousandths_print_as_the_float_would() {
         for micros in [0u64, 1, 10, 100, 999, 1000, 1001, 1010, 1500, 123_456, 2_000_000, 987_654_321] {
-            let mut line = Fields(Vec::new());
-            line.thousandths("t", micros);
-            assert_eq!(String::from_utf8(line.0).unwrap(), format!(" t={:?}", micros as f64 / 1000.0), "{micros}");
+            let mut text = Vec::new();
+            Fields(&mut text).thousandths("t", micros);
+            assert_eq!(String::from_utf8(text).unwrap(), format!(" t={:?}", micros as f64 / 1000.0), "{micros}");
         }
     }
 

@@ -6,12 +6,16 @@
 //! gateway's CPU streaming orders as NDJSON. This writes the same text, byte for byte (a test
 //! holds the two together), from a date computed with integer arithmetic.
 
+/// The seconds of a Timestamp the proto3 JSON mapping can print: 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59Z.
+pub const JSON_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
 /// Appends `seconds`/`nanos` as `YYYY-MM-DDThh:mm:ss[.fff|.ffffff|.fffffffff]Z`: the fraction
 /// in 0, 3, 6 or 9 digits, the fewest that hold it, as the proto3 JSON mapping asks.
 ///
 /// The caller keeps to the JSON range (years 1 to 9999, nanos 0 to 999,999,999).
 pub fn timestamp(seconds: i64, nanos: i32, out: &mut Vec<u8>) {
-    debug_assert!((-62_135_596_800..=253_402_300_799).contains(&seconds));
+    debug_assert!(JSON_SECONDS.contains(&seconds));
     debug_assert!((0..1_000_000_000).contains(&nanos));
     // Written into a buffer on the stack and appended at once: one capacity check, not one per
     // digit.
@@ -102,8 +106,8 @@ mod tests {
     /// edge, leap days and each precision of the fraction).
     #[test]
     fn matches_prosts_display_across_the_json_range() {
-        const FIRST: i64 = -62_135_596_800;
-        const LAST: i64 = 253_402_300_799;
+        const FIRST: i64 = *JSON_SECONDS.start();
+        const LAST: i64 = *JSON_SECONDS.end();
         let edges = [FIRST, FIRST + 1, -86_401, -86_400, -1, 0, 1, 951_782_400, 951_868_799, LAST - 1, LAST];
         let stride = (FIRST..=LAST).step_by(7_654_321);
         for seconds in edges.into_iter().chain(stride) {

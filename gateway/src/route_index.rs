@@ -83,7 +83,7 @@ impl RouteIndex {
         let Some((_, by_count)) = self.methods.iter().find(|(m, _)| m == method) else {
             return Candidates::default();
         };
-        let bucket = by_count.exact.get(path.len());
+        let bucket = by_count.exact.get(path.segment_count());
         let (a, b): (&[u32], &[u32]) = match bucket {
             None => (&[], &[]),
             Some(Bucket { key: Some(key), .. }) if !path.segment(key.position).contains('%') => {

@@ -121,14 +121,9 @@ impl<'a> RequestPath<'a> {
         Some(RequestPath { segments, verb, last_without_verb })
     }
 
-    /// The number of segments.
-    pub fn len(&self) -> usize {
+    /// The number of segments (at least one, possibly empty).
+    pub fn segment_count(&self) -> usize {
         self.segments.len()
-    }
-
-    /// Never: a path has at least one (possibly empty) segment.
-    pub fn is_empty(&self) -> bool {
-        self.segments.is_empty()
     }
 
     /// Segment `i`, raw (still percent-encoded, the verb left on the last).

@@ -719,7 +719,7 @@ fn seconds_and_nanos(mut wire: &[u8]) -> Option<(i64, i32)> {
 
 /// 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z, as the JSON mapping allows.
 fn timestamp_in_range(&(seconds, nanos): &(i64, i32)) -> bool {
-    (-62_135_596_800..=253_402_300_799).contains(&seconds) && (0..1_000_000_000).contains(&nanos)
+    switchyard_common::rfc3339::JSON_SECONDS.contains(&seconds) && (0..1_000_000_000).contains(&nanos)
 }
 
 /// ±10,000 years, with seconds and nanos of one sign.
