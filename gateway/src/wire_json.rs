@@ -305,6 +305,8 @@ impl MessagePlan {
 #[derive(Debug, Clone, Copy)]
 struct Occurrence<'a> {
     number: u32,
+    /// Its position in the message plan's `fields`.
+    at: usize,
     value: Wire<'a>,
 }
 
@@ -316,38 +318,46 @@ enum Wire<'a> {
     Len(&'a [u8]),
 }
 
+/// The next field on the wire that `plan` knows (unknown fields are not printed); `None` at
+/// the end.
+#[inline(always)]
+fn next_known<'a>(plan: &MessagePlan, wire: &mut &'a [u8]) -> Out<Option<Occurrence<'a>>> {
+    while !wire.is_empty() {
+        let key = varint(wire)?;
+        let number = u32::try_from(key >> 3).map_err(|_| Unsupported)?;
+        let value = match key & 7 {
+            0 => Wire::Varint(varint(wire)?),
+            1 => Wire::Fixed64(u64::from_le_bytes(take(wire, 8)?.try_into().map_err(|_| Unsupported)?)),
+            2 => {
+                let len = usize::try_from(varint(wire)?).map_err(|_| Unsupported)?;
+                Wire::Len(take(wire, len)?)
+            }
+            5 => Wire::Fixed32(u32::from_le_bytes(take(wire, 4)?.try_into().map_err(|_| Unsupported)?)),
+            _ => return Err(Unsupported),
+        };
+        if number == 0 {
+            return Err(Unsupported);
+        }
+        if let Some(at) = plan.position(number) {
+            return Ok(Some(Occurrence { number, at, value }));
+        }
+        if plan.extendable && plan.desc.extension_ranges().any(|r| r.contains(&number)) {
+            // An extension: the general path knows the pool's extensions.
+            return Err(Unsupported);
+        }
+    }
+    Ok(None)
+}
+
 /// The fields of one message, in field number order (stable: repeated values keep their order).
 fn scan<'a>(plan: &MessagePlan, mut wire: &'a [u8]) -> Out<Vec<Occurrence<'a>>> {
     // Room for one occurrence of each field, so a message without repeated fields is scanned
     // into one allocation (grown from empty, it took four reallocations for an order).
     let mut fields = Vec::with_capacity(plan.fields.len());
     let mut sorted = true;
-    while !wire.is_empty() {
-        let key = varint(&mut wire)?;
-        let number = u32::try_from(key >> 3).map_err(|_| Unsupported)?;
-        let value = match key & 7 {
-            0 => Wire::Varint(varint(&mut wire)?),
-            1 => Wire::Fixed64(u64::from_le_bytes(take(&mut wire, 8)?.try_into().map_err(|_| Unsupported)?)),
-            2 => {
-                let len = usize::try_from(varint(&mut wire)?).map_err(|_| Unsupported)?;
-                Wire::Len(take(&mut wire, len)?)
-            }
-            5 => Wire::Fixed32(u32::from_le_bytes(take(&mut wire, 4)?.try_into().map_err(|_| Unsupported)?)),
-            _ => return Err(Unsupported),
-        };
-        if number == 0 {
-            return Err(Unsupported);
-        }
-        if plan.position(number).is_none() {
-            if plan.extendable && plan.desc.extension_ranges().any(|r| r.contains(&number)) {
-                // An extension: the general path knows the pool's extensions.
-                return Err(Unsupported);
-            }
-            // Unknown fields are not printed.
-            continue;
-        }
-        sorted &= fields.last().is_none_or(|last: &Occurrence| last.number <= number);
-        fields.push(Occurrence { number, value });
+    while let Some(o) = next_known(plan, &mut wire)? {
+        sorted &= fields.last().is_none_or(|last: &Occurrence| last.number <= o.number);
+        fields.push(o);
     }
     if !sorted {
         fields.sort_by_key(|f| f.number);
@@ -443,9 +453,67 @@ impl Printer<'_, '_> {
             }
             form => return self.well_known(form, &plan.desc, wire),
         }
+        let start = self.out.len();
+        if self.fields_in_order(plan, wire, depth)? {
+            return Ok(());
+        }
+        self.out.truncate(start);
+        self.fields_scanned(plan, wire, depth)
+    }
+
+    /// Prints a message's fields in one pass over the wire, as they come, when they come in
+    /// field number order with a repeated field's values together (as every protobuf library
+    /// writes them); `false` (with part of the object printed) when they do not, or a field is
+    /// a map, and the caller sorts them first. No list of the fields is built: that list, and
+    /// walking it, were a quarter of the printing of a streamed order.
+    fn fields_in_order(&mut self, plan: &MessagePlan, mut wire: &[u8], depth: usize) -> Out<bool> {
+        let mut oneofs = Oneofs::default();
+        // The fields before this one in `plan.fields` are printed, or absent.
+        let mut next = 0;
+        let mut first = true;
+        self.out.push(b'{');
+        let mut pending = next_known(plan, &mut wire)?;
+        while let Some(o) = pending {
+            if o.at < next {
+                return Ok(false);
+            }
+            for absent in &plan.fields[next..o.at] {
+                self.absent(absent, &mut first, depth)?;
+            }
+            next = o.at + 1;
+            let field = &plan.fields[o.at];
+            oneofs.set(field)?;
+            comma(&mut first, self.out);
+            self.out.extend_from_slice(&field.key);
+            pending = next_known(plan, &mut wire)?;
+            match field.shape {
+                Shape::Map(_) => return Ok(false),
+                // Given more than once: the last wins, or a message merges.
+                Shape::Single if pending.is_some_and(|p| p.number == o.number) => return Ok(false),
+                Shape::Single => self.value(field.ty, o.value, depth)?,
+                Shape::List => {
+                    self.out.push(b'[');
+                    let mut first_item = true;
+                    self.list_item(field.ty, o.value, &mut first_item, depth)?;
+                    while let Some(p) = pending.filter(|p| p.number == o.number) {
+                        self.list_item(field.ty, p.value, &mut first_item, depth)?;
+                        pending = next_known(plan, &mut wire)?;
+                    }
+                    self.out.push(b']');
+                }
+            }
+        }
+        for absent in &plan.fields[next..] {
+            self.absent(absent, &mut first, depth)?;
+        }
+        self.out.push(b'}');
+        Ok(true)
+    }
+
+    /// Prints a message's fields from the list of them sorted by number: any order on the wire.
+    fn fields_scanned(&mut self, plan: &MessagePlan, wire: &[u8], depth: usize) -> Out {
         let fields = scan(plan, wire)?;
-        // At most one member of each oneof may be set.
-        let mut oneofs_seen: Vec<u32> = Vec::new();
+        let mut oneofs = Oneofs::default();
         self.out.push(b'{');
         let mut first = true;
         let mut rest = &fields[..];
@@ -456,26 +524,53 @@ impl Printer<'_, '_> {
             let n = rest.iter().take_while(|f| f.number == number).count();
             let (mine, after) = rest.split_at(n);
             rest = after;
-            if mine.is_empty() && field.presence {
+            if mine.is_empty() {
+                self.absent(field, &mut first, depth)?;
                 continue;
             }
-            if !mine.is_empty()
-                && let Some(oneof) = field.oneof
-            {
-                if oneofs_seen.contains(&oneof) {
-                    return Err(Unsupported);
-                }
-                oneofs_seen.push(oneof);
-            }
-            if !first {
-                self.out.push(b',');
-            }
-            first = false;
+            oneofs.set(field)?;
+            comma(&mut first, self.out);
             self.out.extend_from_slice(&field.key);
             self.field_value(field, mine, depth)?;
         }
         self.out.push(b'}');
         Ok(())
+    }
+
+    /// A field not on the wire: printed with its default unless it has presence.
+    fn absent(&mut self, field: &FieldPlan, first: &mut bool, depth: usize) -> Out {
+        if field.presence {
+            return Ok(());
+        }
+        comma(first, self.out);
+        self.out.extend_from_slice(&field.key);
+        self.field_value(field, &[], depth)
+    }
+
+    /// Prints one value of a list from one occurrence, which holds several when packed.
+    fn list_item(&mut self, ty: Ty, item: Wire<'_>, first: &mut bool, depth: usize) -> Out {
+        match (item, packed_width(ty)) {
+            (Wire::Len(mut packed), Some(width)) => {
+                while !packed.is_empty() {
+                    let item = match width {
+                        0 => Wire::Varint(varint(&mut packed)?),
+                        4 => Wire::Fixed32(u32::from_le_bytes(
+                            take(&mut packed, 4)?.try_into().map_err(|_| Unsupported)?,
+                        )),
+                        _ => Wire::Fixed64(u64::from_le_bytes(
+                            take(&mut packed, 8)?.try_into().map_err(|_| Unsupported)?,
+                        )),
+                    };
+                    comma(first, self.out);
+                    self.value(ty, item, depth)?;
+                }
+                Ok(())
+            }
+            (item, _) => {
+                comma(first, self.out);
+                self.value(ty, item, depth)
+            }
+        }
     }
 
     /// Prints a field's value from its occurrences: a list, a map, or the last one (the
@@ -488,27 +583,7 @@ impl Printer<'_, '_> {
                 self.out.push(b'[');
                 let mut first = true;
                 for o in occurrences {
-                    match (o.value, packed_width(ty)) {
-                        (Wire::Len(mut packed), Some(width)) => {
-                            while !packed.is_empty() {
-                                let item = match width {
-                                    0 => Wire::Varint(varint(&mut packed)?),
-                                    4 => Wire::Fixed32(u32::from_le_bytes(
-                                        take(&mut packed, 4)?.try_into().map_err(|_| Unsupported)?,
-                                    )),
-                                    _ => Wire::Fixed64(u64::from_le_bytes(
-                                        take(&mut packed, 8)?.try_into().map_err(|_| Unsupported)?,
-                                    )),
-                                };
-                                comma(&mut first, self.out);
-                                self.value(ty, item, depth)?;
-                            }
-                        }
-                        (item, _) => {
-                            comma(&mut first, self.out);
-                            self.value(ty, item, depth)?;
-                        }
-                    }
+                    self.list_item(ty, o.value, &mut first, depth)?;
                 }
                 self.out.push(b']');
                 return Ok(());
@@ -643,6 +718,23 @@ impl Printer<'_, '_> {
         };
         // Out of range for its JSON form: the general path says why.
         printed.ok_or(Unsupported)
+    }
+}
+
+/// The oneofs of a message that have a member printed: at most one member of each may be set.
+#[derive(Default)]
+struct Oneofs(Vec<u32>);
+
+impl Oneofs {
+    /// Notes that `field` is set; two members of one oneof go to the general path.
+    fn set(&mut self, field: &FieldPlan) -> Out {
+        if let Some(oneof) = field.oneof {
+            if self.0.contains(&oneof) {
+                return Err(Unsupported);
+            }
+            self.0.push(oneof);
+        }
+        Ok(())
     }
 }
 
@@ -857,6 +949,29 @@ mod tests {
         assert_eq!((&out["level"], &out["big"], &out["nothing"]), (&json!("HIGH"), &json!("7"), &Value::Null));
         let out: Value = serde_json::from_slice(&print(&desc, &[0x20, 0x05], None).unwrap()).unwrap();
         assert_eq!(out["level"], json!(5));
+    }
+
+    #[test]
+    fn fields_in_any_order_on_the_wire_print_as_the_general_path_does() {
+        // Pieces of one message, concatenated as a protobuf merge would read them: out of
+        // number order, a repeated field's values apart, a scalar given twice (the last wins)
+        // together and apart, a map's entries around other fields.
+        let desc = pool().get_message_by_name("user.v1.User").unwrap();
+        let piece = |json: Value| prost::Message::encode_to_vec(&crate::json::from_value(&desc, json).unwrap());
+        let orders: [&[Value]; 5] = [
+            &[json!({"roles": ["b"]}), json!({"name": "x"}), json!({"roles": ["c"]}), json!({"id": "u"})],
+            &[json!({"name": "x"}), json!({"name": "y"}), json!({"age": 3})],
+            &[json!({"name": "x"}), json!({"age": 3}), json!({"name": "y"})],
+            &[json!({"metadata": {"k": "1"}}), json!({"id": "u"}), json!({"metadata": {"j": "2"}})],
+            &[json!({"id": "u", "name": "n", "roles": ["a", "b"], "age": 9}), json!({"status": "USER_STATUS_ACTIVE"})],
+        ];
+        for pieces in orders {
+            let wire: Vec<u8> = pieces.iter().cloned().flat_map(piece).collect();
+            let msg = prost_reflect::DynamicMessage::decode(desc.clone(), wire.as_slice()).unwrap();
+            let general: Value = serde_json::from_slice(&crate::json::print_message(&msg).unwrap()).unwrap();
+            let direct: Value = serde_json::from_slice(&print(&desc, &wire, None).unwrap()).unwrap();
+            assert_eq!(direct, general, "{pieces:?}");
+        }
     }
 
     #[test]
