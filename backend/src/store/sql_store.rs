@@ -12,7 +12,7 @@ pub(crate) const ORDER_PAGE: u64 = 256;
 macro_rules! sql_store {
     ($store:ty, $row:ty) => {
         use crate::store::sql::{
-            decode_items, encode_items, foreign_key_violation, nanos, now_nanos, timestamp, unique_violation,
+            Columns, decode_items, encode_items, foreign_key_violation, nanos, now_nanos, timestamp, unique_violation,
         };
         use crate::store::{NewUser, StoreError, UserPage, UserPatch};
         use async_trait::async_trait;
@@ -25,28 +25,33 @@ macro_rules! sql_store {
         use switchyard_proto::user::v1::{CreatedAt, User, UserStatus};
 
         // Column lists as macros, so that every query is one literal made at compile time
-        // (`concat!`) rather than a string formatted on each call.
+        // (`concat!`) rather than a string formatted on each call. Rows are read by position
+        // (`Columns`), so `user_from_row` and `order_from_row` follow these orders.
         macro_rules! user_columns {
             () => {
                 "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status"
             };
         }
 
+        /// Reads the columns of `user_columns!()`, in its order.
         fn user_from_row(row: &$row) -> Result<User, StoreError> {
+            let mut c = Columns::new(row);
+            let _seq: i64 = c.next()?;
+            let (id, name, email, age, active) = (c.next()?, c.next()?, c.next()?, c.next()?, c.next()?);
             let roles: Vec<String> =
-                serde_json::from_str(row.try_get("roles")?).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
+                serde_json::from_str(c.next()?).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
             let metadata: HashMap<String, String> =
-                serde_json::from_str(row.try_get("metadata")?).map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
+                serde_json::from_str(c.next()?).map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
             Ok(User {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                email: row.try_get("email")?,
-                age: row.try_get("age")?,
-                active: row.try_get("active")?,
+                id,
+                name,
+                email,
+                age,
+                active,
                 roles,
                 metadata,
-                created_at: Some(CreatedAt { timestamp: row.try_get("created_at")?, timezone: row.try_get("timezone")? }),
-                status: row.try_get("status")?,
+                created_at: Some(CreatedAt { timestamp: c.next()?, timezone: c.next()? }),
+                status: c.next()?,
             })
         }
 
@@ -115,7 +120,7 @@ macro_rules! sql_store {
                 let more = rows.len() > limit as usize;
                 let page = &rows[..rows.len().min(limit as usize)];
                 let next = match (more, page.last()) {
-                    (true, Some(last)) => Some(last.try_get::<i64, _>("seq")?),
+                    (true, Some(last)) => Some(last.try_get::<i64, _>(0)?), // seq, the first column,
                     _ => None,
                 };
                 let users = page.iter().map(user_from_row).collect::<Result<_, _>>()?;
@@ -129,15 +134,17 @@ macro_rules! sql_store {
             };
         }
 
+        /// Reads the columns of `order_columns!()`, in its order.
         fn order_from_row(row: &$row) -> Result<Order, StoreError> {
+            let mut c = Columns::new(row);
             Ok(Order {
-                order_id: row.try_get("id")?,
-                user_id: row.try_get("user_id")?,
-                items: decode_items(row.try_get("items")?)?,
-                total: row.try_get("total")?,
-                status: row.try_get("status")?,
-                created_at: Some(timestamp(row.try_get("created_at")?)),
-                updated_at: Some(timestamp(row.try_get("updated_at")?)),
+                order_id: c.next()?,
+                user_id: c.next()?,
+                items: decode_items(c.next()?)?,
+                total: c.next()?,
+                status: c.next()?,
+                created_at: Some(timestamp(c.next()?)),
+                updated_at: Some(timestamp(c.next()?)),
             })
         }
 
@@ -197,14 +204,15 @@ macro_rules! sql_store {
                 // Pages, not one long cursor: a slow client must not hold one of the pool's few
                 // connections for as long as it takes to read.
                 Box::pin(async_stream::try_stream! {
-                    let sql = concat!("SELECT seq, ", order_columns!(), " FROM orders WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+                    let sql = concat!("SELECT ", order_columns!(), ", seq FROM orders WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
                     let mut after = 0i64;
                     while left > 0 {
                         let page = left.min($crate::store::sql_store::ORDER_PAGE) as i64;
                         let rows = sqlx::query(sql).bind(&user_id).bind(after).bind(page).fetch_all(&pool).await?;
                         let done = (rows.len() as i64) < page;
                         for row in &rows {
-                            after = row.try_get("seq")?;
+                            // After the order's columns.
+                            after = row.try_get(7)?;
                             left -= 1;
                             yield order_from_row(row)?;
                         }
