@@ -463,8 +463,8 @@ impl Printer<'_, '_> {
 
     /// Prints a message's fields in one pass over the wire, as they come, when they come in
     /// field number order with a repeated field's values together (as every protobuf library
-    /// writes them); `false` (with part of the object printed) when they do not, or a field is
-    /// a map, and the caller sorts them first. No list of the fields is built: that list, and
+    /// writes them); `false` (with part of the object printed) when they do not, and the
+    /// caller sorts them first. No list of the fields is built: that list, and
     /// walking it, were a quarter of the printing of a streamed order.
     fn fields_in_order(&mut self, plan: &MessagePlan, mut wire: &[u8], depth: usize) -> Out<bool> {
         let mut oneofs = Oneofs::default();
@@ -487,7 +487,14 @@ impl Printer<'_, '_> {
             self.out.extend_from_slice(&field.key);
             pending = next_known(plan, &mut wire)?;
             match field.shape {
-                Shape::Map(_) => return Ok(false),
+                Shape::Map(entry) => {
+                    let mut entries = vec![o];
+                    while let Some(p) = pending.filter(|p| p.number == o.number) {
+                        entries.push(p);
+                        pending = next_known(plan, &mut wire)?;
+                    }
+                    self.map(entry, &entries, depth)?;
+                }
                 // Given more than once: the last wins, or a message merges.
                 Shape::Single if pending.is_some_and(|p| p.number == o.number) => return Ok(false),
                 Shape::Single => self.value(field.ty, o.value, depth)?,
@@ -963,7 +970,10 @@ mod tests {
             &[json!({"name": "x"}), json!({"name": "y"}), json!({"age": 3})],
             &[json!({"name": "x"}), json!({"age": 3}), json!({"name": "y"})],
             &[json!({"metadata": {"k": "1"}}), json!({"id": "u"}), json!({"metadata": {"j": "2"}})],
-            &[json!({"id": "u", "name": "n", "roles": ["a", "b"], "age": 9}), json!({"status": "USER_STATUS_ACTIVE"})],
+            &[
+                json!({"id": "u", "name": "n", "roles": ["a", "b"], "age": 9, "metadata": {"k": "1", "j": "2"}}),
+                json!({"status": "USER_STATUS_ACTIVE"}),
+            ],
         ];
         for pieces in orders {
             let wire: Vec<u8> = pieces.iter().cloned().flat_map(piece).collect();
