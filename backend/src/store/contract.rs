@@ -84,6 +84,25 @@ pub async fn orders_stream_in_order_and_block_user_deletion(s: &dyn Store) {
     assert!(matches!(s.create_order("nobody", vec![item(1)], 1.0).await, Err(StoreError::NotFound(_))));
 }
 
+/// More orders than a SQL store reads in one page: each page starts after the last order of the
+/// one before, whatever the limit.
+pub async fn orders_stream_across_pages(s: &dyn Store) {
+    let u = s.create_user(new_user(1)).await.unwrap();
+    let page = crate::store::sql_store::ORDER_PAGE as u32;
+    let n = 2 * page + 3;
+    let made: Vec<Order> = futures::stream::iter(0..n)
+        .then(|q| s.create_order(&u.id, vec![item(1 + (q % 7) as i32)], f64::from(q)))
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let all: Vec<Order> = s.orders_of_user(&u.id, None).map(Result::unwrap).collect().await;
+    assert_eq!(all, made);
+    for limit in [page, page + 1, page + 44] {
+        let some: Vec<Order> = s.orders_of_user(&u.id, Some(limit)).map(Result::unwrap).collect().await;
+        assert_eq!(some, made[..limit as usize], "limit {limit}");
+    }
+}
+
 pub async fn orders_status_changes_are_compare_and_set(s: &dyn Store) {
     let u = s.create_user(new_user(1)).await.unwrap();
     let o = s.create_order(&u.id, vec![item(1)], 1.5).await.unwrap();
@@ -162,6 +181,7 @@ macro_rules! store_contract {
                 users_emails_are_unique_ignoring_case,
                 users_pages_follow_creation_order_to_the_end,
                 orders_stream_in_order_and_block_user_deletion,
+                orders_stream_across_pages,
                 orders_status_changes_are_compare_and_set,
                 orders_racing_status_changes_have_one_winner,
                 uploads_metadata_round_trips,

@@ -120,7 +120,8 @@ macro_rules! sql_store {
                 let more = rows.len() > limit as usize;
                 let page = &rows[..rows.len().min(limit as usize)];
                 let next = match (more, page.last()) {
-                    (true, Some(last)) => Some(last.try_get::<i64, _>(0)?), // seq, the first column,
+                    // `seq`, the first column.
+                    (true, Some(last)) => Some(last.try_get::<i64, _>(0)?),
                     _ => None,
                 };
                 let users = page.iter().map(user_from_row).collect::<Result<_, _>>()?;
@@ -211,7 +212,7 @@ macro_rules! sql_store {
                         let rows = sqlx::query(sql).bind(&user_id).bind(after).bind(page).fetch_all(&pool).await?;
                         let done = (rows.len() as i64) < page;
                         for row in &rows {
-                            // After the order's columns.
+                            // `seq`, selected after the order's seven columns.
                             after = row.try_get(7)?;
                             left -= 1;
                             yield order_from_row(row)?;
