@@ -54,7 +54,8 @@ const MAX_LEN_HINT: usize = 64 * 1024;
 struct MessagePlan {
     desc: MessageDescriptor,
     form: Form,
-    /// In field number order.
+    /// In field number order (as `MessageDescriptor::fields` yields them), so a position in it
+    /// orders fields as their numbers do.
     fields: Vec<FieldPlan>,
     /// Positions in `fields` by field number, below [`DENSE`] (`u16::MAX`: no such field).
     dense: Vec<u16>,
@@ -155,9 +156,9 @@ impl Plan {
             Some(name) => {
                 let root = &self.messages[0];
                 let number = root.desc.get_field_by_json_name(name).ok_or(Unsupported)?.number();
-                let field = &root.fields[root.position(number).ok_or(Unsupported)?];
+                let at = root.position(number).ok_or(Unsupported)?;
                 let fields = scan(root, wire)?;
-                printer.field_value(field, numbered(&fields, field.number), 0)?;
+                printer.field_value(&root.fields[at], occurrences_at(&fields, at), 0)?;
             }
         }
         self.last_len.store(out.len(), Ordering::Relaxed);
@@ -304,8 +305,7 @@ impl MessagePlan {
 /// One field as it came on the wire.
 #[derive(Debug, Clone, Copy)]
 struct Occurrence<'a> {
-    number: u32,
-    /// Its position in the message plan's `fields`.
+    /// The field's position in the message plan's `fields`.
     at: usize,
     value: Wire<'a>,
 }
@@ -339,7 +339,7 @@ fn next_known<'a>(plan: &MessagePlan, wire: &mut &'a [u8]) -> Out<Option<Occurre
             return Err(Unsupported);
         }
         if let Some(at) = plan.position(number) {
-            return Ok(Some(Occurrence { number, at, value }));
+            return Ok(Some(Occurrence { at, value }));
         }
         if plan.extendable && plan.desc.extension_ranges().any(|r| r.contains(&number)) {
             // An extension: the general path knows the pool's extensions.
@@ -356,19 +356,19 @@ fn scan<'a>(plan: &MessagePlan, mut wire: &'a [u8]) -> Out<Vec<Occurrence<'a>>> 
     let mut fields = Vec::with_capacity(plan.fields.len());
     let mut sorted = true;
     while let Some(o) = next_known(plan, &mut wire)? {
-        sorted &= fields.last().is_none_or(|last: &Occurrence| last.number <= o.number);
+        sorted &= fields.last().is_none_or(|last: &Occurrence| last.at <= o.at);
         fields.push(o);
     }
     if !sorted {
-        fields.sort_by_key(|f| f.number);
+        fields.sort_by_key(|f| f.at);
     }
     Ok(fields)
 }
 
-/// The occurrences of field `number` among `fields` (sorted by number).
-fn numbered<'s, 'a>(fields: &'s [Occurrence<'a>], number: u32) -> &'s [Occurrence<'a>] {
-    let start = fields.partition_point(|f| f.number < number);
-    let end = start + fields[start..].partition_point(|f| f.number == number);
+/// The occurrences of the field at position `at` among `fields` (sorted).
+fn occurrences_at<'s, 'a>(fields: &'s [Occurrence<'a>], at: usize) -> &'s [Occurrence<'a>] {
+    let start = fields.partition_point(|f| f.at < at);
+    let end = start + fields[start..].partition_point(|f| f.at == at);
     &fields[start..end]
 }
 
@@ -449,7 +449,7 @@ impl Printer<'_, '_> {
             Form::Wrapper => {
                 let field = plan.fields.first().ok_or(Unsupported)?;
                 let fields = scan(plan, wire)?;
-                return self.field_value(field, numbered(&fields, field.number), depth);
+                return self.field_value(field, occurrences_at(&fields, 0), depth);
             }
             form => return self.well_known(form, &plan.desc, wire),
         }
@@ -489,20 +489,20 @@ impl Printer<'_, '_> {
             match field.shape {
                 Shape::Map(entry) => {
                     let mut entries = vec![o];
-                    while let Some(p) = pending.filter(|p| p.number == o.number) {
+                    while let Some(p) = pending.filter(|p| p.at == o.at) {
                         entries.push(p);
                         pending = next_known(plan, &mut wire)?;
                     }
                     self.map(entry, &entries, depth)?;
                 }
                 // Given more than once: the last wins, or a message merges.
-                Shape::Single if pending.is_some_and(|p| p.number == o.number) => return Ok(false),
+                Shape::Single if pending.is_some_and(|p| p.at == o.at) => return Ok(false),
                 Shape::Single => self.value(field.ty, o.value, depth)?,
                 Shape::List => {
                     self.out.push(b'[');
                     let mut first_item = true;
                     self.list_item(field.ty, o.value, &mut first_item, depth)?;
-                    while let Some(p) = pending.filter(|p| p.number == o.number) {
+                    while let Some(p) = pending.filter(|p| p.at == o.at) {
                         self.list_item(field.ty, p.value, &mut first_item, depth)?;
                         pending = next_known(plan, &mut wire)?;
                     }
@@ -524,11 +524,8 @@ impl Printer<'_, '_> {
         self.out.push(b'{');
         let mut first = true;
         let mut rest = &fields[..];
-        for field in &plan.fields {
-            let number = field.number;
-            let skip = rest.iter().take_while(|f| f.number < number).count();
-            rest = &rest[skip..];
-            let n = rest.iter().take_while(|f| f.number == number).count();
+        for (at, field) in plan.fields.iter().enumerate() {
+            let n = rest.iter().take_while(|f| f.at == at).count();
             let (mine, after) = rest.split_at(n);
             rest = after;
             if mine.is_empty() {
@@ -614,10 +611,10 @@ impl Printer<'_, '_> {
     /// Prints a map field's entries; a key given twice (last one wins) goes to the general path.
     fn map(&mut self, entry: usize, occurrences: &[Occurrence<'_>], depth: usize) -> Out {
         let plan = &self.plan.messages[entry];
-        let (Some(key_field), Some(value_field)) = (plan.position(1), plan.position(2)) else {
+        let (Some(key_at), Some(value_at)) = (plan.position(1), plan.position(2)) else {
             return Err(Unsupported);
         };
-        let (key_field, value_field) = (&plan.fields[key_field], &plan.fields[value_field]);
+        let (key_field, value_field) = (&plan.fields[key_at], &plan.fields[value_at]);
         let mut keys: Vec<Vec<u8>> = Vec::new();
         self.out.push(b'{');
         let mut first = true;
@@ -625,7 +622,11 @@ impl Printer<'_, '_> {
             let Wire::Len(bytes) = o.value else { return Err(Unsupported) };
             let fields = scan(plan, bytes)?;
             let mut text = Vec::new();
-            Printer { plan: self.plan, out: &mut text }.field_value(key_field, numbered(&fields, 1), depth)?;
+            Printer { plan: self.plan, out: &mut text }.field_value(
+                key_field,
+                occurrences_at(&fields, key_at),
+                depth,
+            )?;
             // Map keys are JSON strings whatever their type (64-bit integers already are).
             let k = match key_field.ty {
                 Ty::String | Ty::Int64 | Ty::Uint64 | Ty::Sint64 | Ty::Fixed64 | Ty::Sfixed64 => text,
@@ -644,7 +645,7 @@ impl Printer<'_, '_> {
             self.out.extend_from_slice(&k);
             self.out.push(b':');
             keys.push(k);
-            self.field_value(value_field, numbered(&fields, 2), depth)?;
+            self.field_value(value_field, occurrences_at(&fields, value_at), depth)?;
         }
         self.out.push(b'}');
         Ok(())
