@@ -3,7 +3,9 @@
 
 use super::StoreError;
 use serde::{Deserialize, Serialize};
-use switchyard_proto::order::v1::OrderItem;
+use std::collections::HashMap;
+use switchyard_proto::order::v1::{Order, OrderItem};
+use switchyard_proto::user::v1::{CreatedAt, User};
 use switchyard_proto::wkt::Timestamp;
 
 /// Maps a unique-constraint violation to `AlreadyExists`, anything else to `Database`.
@@ -22,30 +24,138 @@ pub(crate) fn foreign_key_violation(e: sqlx::Error, what: impl FnOnce() -> Store
     }
 }
 
-/// Reads a row's columns one after the other, in the order the query selects them. By position,
-/// not by name: sqlx finds a name by hashing it, ~100 instructions a column on every row, which
-/// was a twentieth of streaming an order.
+/// One column of a row, by position, from whichever library read the row: sqlx (every query of
+/// both databases) or rusqlite (SQLite's reads by key, `sqlite/key_reads.rs`), so that each
+/// table's row is turned into its message by one function.
+pub(crate) trait RowRead {
+    fn i64(&self, i: usize) -> Result<i64, StoreError>;
+    fn i32(&self, i: usize) -> Result<i32, StoreError>;
+    fn bool(&self, i: usize) -> Result<bool, StoreError>;
+    fn f64(&self, i: usize) -> Result<f64, StoreError>;
+    fn string(&self, i: usize) -> Result<String, StoreError>;
+    /// Text borrowed from the row, for columns that are parsed rather than kept.
+    fn text(&self, i: usize) -> Result<&str, StoreError>;
+}
+
+/// [`RowRead`] for sqlx's rows. By position, not by name: sqlx finds a name by hashing it, ~100
+/// instructions a column on every row, which was a twentieth of streaming an order.
+macro_rules! sqlx_row_read {
+    ($($row:ty),*) => {$(
+        impl RowRead for $row {
+            fn i64(&self, i: usize) -> Result<i64, StoreError> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+            fn i32(&self, i: usize) -> Result<i32, StoreError> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+            fn bool(&self, i: usize) -> Result<bool, StoreError> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+            fn f64(&self, i: usize) -> Result<f64, StoreError> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+            fn string(&self, i: usize) -> Result<String, StoreError> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+            fn text(&self, i: usize) -> Result<&str, StoreError> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+        }
+    )*};
+}
+sqlx_row_read!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
+
+/// Reads a row's columns one after the other, in the order the query selects them.
 pub(crate) struct Columns<'r, R> {
     row: &'r R,
     next: usize,
 }
 
-impl<'r, R: sqlx::Row> Columns<'r, R>
-where
-    usize: sqlx::ColumnIndex<R>,
-{
+impl<'r, R: RowRead> Columns<'r, R> {
     pub(crate) fn new(row: &'r R) -> Self {
         Columns { row, next: 0 }
     }
 
-    /// The next column's value.
-    pub(crate) fn next<T>(&mut self) -> Result<T, sqlx::Error>
-    where
-        T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    {
+    /// The position of the next column, moving past it.
+    fn take(&mut self) -> usize {
         self.next += 1;
-        self.row.try_get(self.next - 1)
+        self.next - 1
     }
+
+    pub(crate) fn i64(&mut self) -> Result<i64, StoreError> {
+        let i = self.take();
+        self.row.i64(i)
+    }
+    pub(crate) fn i32(&mut self) -> Result<i32, StoreError> {
+        let i = self.take();
+        self.row.i32(i)
+    }
+    pub(crate) fn bool(&mut self) -> Result<bool, StoreError> {
+        let i = self.take();
+        self.row.bool(i)
+    }
+    pub(crate) fn f64(&mut self) -> Result<f64, StoreError> {
+        let i = self.take();
+        self.row.f64(i)
+    }
+    pub(crate) fn string(&mut self) -> Result<String, StoreError> {
+        let i = self.take();
+        self.row.string(i)
+    }
+    pub(crate) fn text(&mut self) -> Result<&'r str, StoreError> {
+        let i = self.take();
+        self.row.text(i)
+    }
+}
+
+// Column lists as macros, so that every query is one literal made at compile time (`concat!`)
+// rather than a string formatted on each call. Rows are read by position, so `user_from_row`
+// and `order_from_row` follow these orders.
+macro_rules! user_columns {
+    () => {
+        "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status"
+    };
+}
+macro_rules! order_columns {
+    () => {
+        "id, user_id, items, total, status, created_at, updated_at"
+    };
+}
+pub(crate) use {order_columns, user_columns};
+
+/// Reads the columns of `user_columns!()`, in its order.
+pub(crate) fn user_from_row(row: &impl RowRead) -> Result<User, StoreError> {
+    let mut c = Columns::new(row);
+    let _seq = c.i64()?;
+    let (id, name, email, age, active) = (c.string()?, c.string()?, c.string()?, c.i32()?, c.bool()?);
+    let roles: Vec<String> = serde_json::from_str(c.text()?).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
+    let metadata: HashMap<String, String> =
+        serde_json::from_str(c.text()?).map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
+    Ok(User {
+        id,
+        name,
+        email,
+        age,
+        active,
+        roles,
+        metadata,
+        created_at: Some(CreatedAt { timestamp: c.i64()?, timezone: c.string()? }),
+        status: c.i32()?,
+    })
+}
+
+/// Reads the columns of `order_columns!()`, in its order.
+pub(crate) fn order_from_row(row: &impl RowRead) -> Result<Order, StoreError> {
+    let mut c = Columns::new(row);
+    Ok(Order {
+        order_id: c.string()?,
+        user_id: c.string()?,
+        items: decode_items(c.text()?)?,
+        total: c.f64()?,
+        status: c.i32()?,
+        created_at: Some(timestamp(c.i64()?)),
+        updated_at: Some(timestamp(c.i64()?)),
+    })
 }
 
 /// The current time in Unix nanoseconds, the resolution timestamps are stored in.

@@ -8,52 +8,22 @@
 pub(crate) const ORDER_PAGE: u64 = 256;
 
 /// Implements `UserStore`, `OrderStore`, `UploadStore` and `ChatStore` for `$store` (a struct
-/// with a `pool` field) whose rows are `$row`. Invoke it in a module of its own.
+/// with a `pool` field and a `key_reads()` method, see `sqlite/key_reads.rs`) whose rows are
+/// `$row`. Invoke it in a module of its own.
 macro_rules! sql_store {
     ($store:ty, $row:ty) => {
         use crate::store::sql::{
-            Columns, decode_items, encode_items, foreign_key_violation, nanos, now_nanos, timestamp, unique_violation,
+            encode_items, foreign_key_violation, nanos, now_nanos, order_columns, order_from_row, timestamp, unique_violation,
+            user_columns, user_from_row,
         };
         use crate::store::{NewUser, StoreError, UserPage, UserPatch};
         use async_trait::async_trait;
         use futures::stream::BoxStream;
         use sqlx::Row;
-        use std::collections::HashMap;
         use switchyard_proto::chat::v1::ChatMessage;
         use switchyard_proto::order::v1::{Order, OrderItem, OrderStatus};
         use switchyard_proto::upload::v1::UploadInfo;
-        use switchyard_proto::user::v1::{CreatedAt, User, UserStatus};
-
-        // Column lists as macros, so that every query is one literal made at compile time
-        // (`concat!`) rather than a string formatted on each call. Rows are read by position
-        // (`Columns`), so `user_from_row` and `order_from_row` follow these orders.
-        macro_rules! user_columns {
-            () => {
-                "seq, id, name, email, age, active, roles, metadata, created_at, timezone, status"
-            };
-        }
-
-        /// Reads the columns of `user_columns!()`, in its order.
-        fn user_from_row(row: &$row) -> Result<User, StoreError> {
-            let mut c = Columns::new(row);
-            let _seq: i64 = c.next()?;
-            let (id, name, email, age, active) = (c.next()?, c.next()?, c.next()?, c.next()?, c.next()?);
-            let roles: Vec<String> =
-                serde_json::from_str(c.next()?).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
-            let metadata: HashMap<String, String> =
-                serde_json::from_str(c.next()?).map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
-            Ok(User {
-                id,
-                name,
-                email,
-                age,
-                active,
-                roles,
-                metadata,
-                created_at: Some(CreatedAt { timestamp: c.next()?, timezone: c.next()? }),
-                status: c.next()?,
-            })
-        }
+        use switchyard_proto::user::v1::{User, UserStatus};
 
         #[async_trait]
         impl crate::store::UserStore for $store {
@@ -76,12 +46,12 @@ macro_rules! sql_store {
             }
 
             async fn get_user(&self, id: &str) -> Result<User, StoreError> {
-                let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound(format!("user {id:?}")))?;
-                user_from_row(&row)
+                let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+                let user = match self.key_reads() {
+                    Some(reads) => reads.one(sql, id, |row| user_from_row(row))?,
+                    None => sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?.map(|row| user_from_row(&row)).transpose()?,
+                };
+                user.ok_or_else(|| StoreError::NotFound(format!("user {id:?}")))
             }
 
             async fn update_user(&self, id: &str, patch: UserPatch) -> Result<User, StoreError> {
@@ -129,26 +99,6 @@ macro_rules! sql_store {
             }
         }
 
-        macro_rules! order_columns {
-            () => {
-                "id, user_id, items, total, status, created_at, updated_at"
-            };
-        }
-
-        /// Reads the columns of `order_columns!()`, in its order.
-        fn order_from_row(row: &$row) -> Result<Order, StoreError> {
-            let mut c = Columns::new(row);
-            Ok(Order {
-                order_id: c.next()?,
-                user_id: c.next()?,
-                items: decode_items(c.next()?)?,
-                total: c.next()?,
-                status: c.next()?,
-                created_at: Some(timestamp(c.next()?)),
-                updated_at: Some(timestamp(c.next()?)),
-            })
-        }
-
         #[async_trait]
         impl crate::store::OrderStore for $store {
             async fn create_order(&self, user_id: &str, items: Vec<OrderItem>, total: f64) -> Result<Order, StoreError> {
@@ -170,12 +120,12 @@ macro_rules! sql_store {
             }
 
             async fn get_order(&self, id: &str) -> Result<Order, StoreError> {
-                let row = sqlx::query(concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound(format!("order {id:?}")))?;
-                order_from_row(&row)
+                let sql = concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1");
+                let order = match self.key_reads() {
+                    Some(reads) => reads.one(sql, id, |row| order_from_row(row))?,
+                    None => sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?.map(|row| order_from_row(&row)).transpose()?,
+                };
+                order.ok_or_else(|| StoreError::NotFound(format!("order {id:?}")))
             }
 
             async fn set_order_status(&self, id: &str, from: OrderStatus, to: OrderStatus) -> Result<Order, StoreError> {

@@ -12,6 +12,7 @@ mod schema;
 pub use schema::Schema;
 
 use super::StoreError;
+use super::sqlite::KeyReads;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
@@ -40,6 +41,11 @@ impl PostgresStore {
     /// The pool, for the event bus on the same database.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// None: every query goes through the pool, whose connections are the server's to schedule.
+    fn key_reads(&self) -> Option<&KeyReads> {
+        None
     }
 }
 
