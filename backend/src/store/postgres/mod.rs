@@ -43,7 +43,8 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// None: every query goes through the pool, whose connections are the server's to schedule.
+    /// None: a PostgreSQL connection is a socket the runtime drives itself, with no thread of its
+    /// own to hand a statement to, so every query goes through the pool.
     fn key_reads(&self) -> Option<&KeyReads> {
         None
     }
