@@ -24,46 +24,44 @@ pub(crate) fn foreign_key_violation(e: sqlx::Error, what: impl FnOnce() -> Store
     }
 }
 
-/// One column of a row, by position, from whichever library read the row: sqlx (every query of
-/// both databases) or rusqlite (SQLite's reads by key, `sqlite/key_reads.rs`), so that each
-/// table's row is turned into its message by one function.
-pub(crate) trait RowRead {
-    fn i64(&self, i: usize) -> Result<i64, StoreError>;
-    fn i32(&self, i: usize) -> Result<i32, StoreError>;
-    fn bool(&self, i: usize) -> Result<bool, StoreError>;
-    fn f64(&self, i: usize) -> Result<f64, StoreError>;
-    fn string(&self, i: usize) -> Result<String, StoreError>;
-    /// Text borrowed from the row, for columns that are parsed rather than kept.
-    fn text(&self, i: usize) -> Result<&str, StoreError>;
+/// A row's column `i` as a `T`, from whichever library read the row: sqlx (every query of both
+/// databases) or rusqlite (SQLite's reads by key, `sqlite/key_reads.rs`), so that each table's
+/// row is turned into its message by one function.
+pub(crate) trait Column<'r, T> {
+    fn column(&'r self, i: usize) -> Result<T, StoreError>;
 }
 
-/// [`RowRead`] for sqlx's rows. By position, not by name: sqlx finds a name by hashing it, ~100
+/// The column types the row readers below take, in one bound.
+pub(crate) trait RowRead<'r>:
+    Column<'r, i64> + Column<'r, i32> + Column<'r, bool> + Column<'r, f64> + Column<'r, String> + Column<'r, &'r str>
+{
+}
+
+impl<'r, R> RowRead<'r> for R where
+    R: Column<'r, i64>
+        + Column<'r, i32>
+        + Column<'r, bool>
+        + Column<'r, f64>
+        + Column<'r, String>
+        + Column<'r, &'r str>
+{
+}
+
+/// [`Column`] for sqlx's rows. By position, not by name: sqlx finds a name by hashing it, ~100
 /// instructions a column on every row, which was a twentieth of streaming an order.
-macro_rules! sqlx_row_read {
+macro_rules! sqlx_column {
     ($($row:ty),*) => {$(
-        impl RowRead for $row {
-            fn i64(&self, i: usize) -> Result<i64, StoreError> {
-                Ok(sqlx::Row::try_get(self, i)?)
-            }
-            fn i32(&self, i: usize) -> Result<i32, StoreError> {
-                Ok(sqlx::Row::try_get(self, i)?)
-            }
-            fn bool(&self, i: usize) -> Result<bool, StoreError> {
-                Ok(sqlx::Row::try_get(self, i)?)
-            }
-            fn f64(&self, i: usize) -> Result<f64, StoreError> {
-                Ok(sqlx::Row::try_get(self, i)?)
-            }
-            fn string(&self, i: usize) -> Result<String, StoreError> {
-                Ok(sqlx::Row::try_get(self, i)?)
-            }
-            fn text(&self, i: usize) -> Result<&str, StoreError> {
+        impl<'r, T> Column<'r, T> for $row
+        where
+            T: sqlx::Decode<'r, <$row as sqlx::Row>::Database> + sqlx::Type<<$row as sqlx::Row>::Database>,
+        {
+            fn column(&'r self, i: usize) -> Result<T, StoreError> {
                 Ok(sqlx::Row::try_get(self, i)?)
             }
         }
     )*};
 }
-sqlx_row_read!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
+sqlx_column!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
 
 /// Reads a row's columns one after the other, in the order the query selects them.
 pub(crate) struct Columns<'r, R> {
@@ -71,40 +69,18 @@ pub(crate) struct Columns<'r, R> {
     next: usize,
 }
 
-impl<'r, R: RowRead> Columns<'r, R> {
+impl<'r, R> Columns<'r, R> {
     pub(crate) fn new(row: &'r R) -> Self {
         Columns { row, next: 0 }
     }
 
-    /// The position of the next column, moving past it.
-    fn take(&mut self) -> usize {
+    /// The next column's value.
+    pub(crate) fn next<T>(&mut self) -> Result<T, StoreError>
+    where
+        R: Column<'r, T>,
+    {
         self.next += 1;
-        self.next - 1
-    }
-
-    pub(crate) fn i64(&mut self) -> Result<i64, StoreError> {
-        let i = self.take();
-        self.row.i64(i)
-    }
-    pub(crate) fn i32(&mut self) -> Result<i32, StoreError> {
-        let i = self.take();
-        self.row.i32(i)
-    }
-    pub(crate) fn bool(&mut self) -> Result<bool, StoreError> {
-        let i = self.take();
-        self.row.bool(i)
-    }
-    pub(crate) fn f64(&mut self) -> Result<f64, StoreError> {
-        let i = self.take();
-        self.row.f64(i)
-    }
-    pub(crate) fn string(&mut self) -> Result<String, StoreError> {
-        let i = self.take();
-        self.row.string(i)
-    }
-    pub(crate) fn text(&mut self) -> Result<&'r str, StoreError> {
-        let i = self.take();
-        self.row.text(i)
+        self.row.column(self.next - 1)
     }
 }
 
@@ -124,13 +100,13 @@ macro_rules! order_columns {
 pub(crate) use {order_columns, user_columns};
 
 /// Reads the columns of `user_columns!()`, in its order.
-pub(crate) fn user_from_row(row: &impl RowRead) -> Result<User, StoreError> {
+pub(crate) fn user_from_row<'r>(row: &'r impl RowRead<'r>) -> Result<User, StoreError> {
     let mut c = Columns::new(row);
-    let _seq = c.i64()?;
-    let (id, name, email, age, active) = (c.string()?, c.string()?, c.string()?, c.i32()?, c.bool()?);
-    let roles: Vec<String> = serde_json::from_str(c.text()?).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
+    let _seq: i64 = c.next()?;
+    let (id, name, email, age, active) = (c.next()?, c.next()?, c.next()?, c.next()?, c.next()?);
+    let roles: Vec<String> = serde_json::from_str(c.next()?).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
     let metadata: HashMap<String, String> =
-        serde_json::from_str(c.text()?).map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
+        serde_json::from_str(c.next()?).map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
     Ok(User {
         id,
         name,
@@ -139,22 +115,22 @@ pub(crate) fn user_from_row(row: &impl RowRead) -> Result<User, StoreError> {
         active,
         roles,
         metadata,
-        created_at: Some(CreatedAt { timestamp: c.i64()?, timezone: c.string()? }),
-        status: c.i32()?,
+        created_at: Some(CreatedAt { timestamp: c.next()?, timezone: c.next()? }),
+        status: c.next()?,
     })
 }
 
 /// Reads the columns of `order_columns!()`, in its order.
-pub(crate) fn order_from_row(row: &impl RowRead) -> Result<Order, StoreError> {
+pub(crate) fn order_from_row<'r>(row: &'r impl RowRead<'r>) -> Result<Order, StoreError> {
     let mut c = Columns::new(row);
     Ok(Order {
-        order_id: c.string()?,
-        user_id: c.string()?,
-        items: decode_items(c.text()?)?,
-        total: c.f64()?,
-        status: c.i32()?,
-        created_at: Some(timestamp(c.i64()?)),
-        updated_at: Some(timestamp(c.i64()?)),
+        order_id: c.next()?,
+        user_id: c.next()?,
+        items: decode_items(c.next()?)?,
+        total: c.next()?,
+        status: c.next()?,
+        created_at: Some(timestamp(c.next()?)),
+        updated_at: Some(timestamp(c.next()?)),
     })
 }
 

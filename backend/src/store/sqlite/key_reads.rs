@@ -12,7 +12,7 @@
 //! sqlx's pool, whose thread keeps a long read off the runtime.
 
 use crate::store::StoreError;
-use crate::store::sql::RowRead;
+use crate::store::sql::Column;
 use rusqlite::{Connection, OpenFlags, Row};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -83,23 +83,20 @@ fn read_one<T>(
     rows.next()?.map(map).transpose()
 }
 
-impl RowRead for Row<'_> {
-    fn i64(&self, i: usize) -> Result<i64, StoreError> {
-        Ok(self.get(i)?)
-    }
-    fn i32(&self, i: usize) -> Result<i32, StoreError> {
-        Ok(self.get(i)?)
-    }
-    fn bool(&self, i: usize) -> Result<bool, StoreError> {
-        Ok(self.get(i)?)
-    }
-    fn f64(&self, i: usize) -> Result<f64, StoreError> {
-        Ok(self.get(i)?)
-    }
-    fn string(&self, i: usize) -> Result<String, StoreError> {
-        Ok(self.get(i)?)
-    }
-    fn text(&self, i: usize) -> Result<&str, StoreError> {
+/// [`Column`] for rusqlite's rows: the owned types through `FromSql`, text borrowed from the row.
+macro_rules! rusqlite_column {
+    ($($t:ty),*) => {$(
+        impl<'r> Column<'r, $t> for Row<'_> {
+            fn column(&'r self, i: usize) -> Result<$t, StoreError> {
+                Ok(self.get(i)?)
+            }
+        }
+    )*};
+}
+rusqlite_column!(i64, i32, bool, f64, String);
+
+impl<'r> Column<'r, &'r str> for Row<'_> {
+    fn column(&'r self, i: usize) -> Result<&'r str, StoreError> {
         Ok(self.get_ref(i)?.as_str()?)
     }
 }
